@@ -1,0 +1,40 @@
+# podnet: `make demo` and `make test` set up a fresh Debian machine (as root) and run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 python3-venv
+
+.PHONY: all deps venv test unit demo bench clean
+
+all: test
+
+# Debian packages: install only what is missing, with one `apt-get update` first.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo ">> installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+test: deps venv
+	$(PY) -m pytest -q -ra
+
+unit: venv
+	$(PY) -m pytest -q -m 'not root'
+
+demo: deps venv
+	$(VENV)/bin/podnet demo
+
+bench: deps venv
+	$(PY) bench/cni_latency.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,80 @@
+"""Executing a CNI plugin over the exec protocol (environment + stdin in, stdout out).
+
+`find_plugin` searches CNI_PATH as libcni does. When the plugin found is one of podnet's own
+executables (they carry a marker line), `call` runs it in-process through the same dispatcher
+instead of starting another interpreter: the observable protocol is the same, the cost is not.
+"""
+
+from __future__ import annotations
+
+from . import fastjson as json
+import os
+import subprocess
+
+from . import errors
+from .errors import CNIError
+
+MARKER = b"# podnet-cni-plugin: "
+
+
+def find_plugin(name: str, dirs: list[str]) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise CNIError(errors.INVALID_NETWORK_CONFIG, f"invalid plugin name {name!r}")
+    for d in dirs:
+        path = os.path.join(d, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise CNIError(errors.INVALID_NETWORK_CONFIG, f'failed to find plugin "{name}" in path {dirs}')
+
+
+def podnet_plugin_name(path: str) -> str | None:
+    """The podnet plugin an executable is, from its marker line, or None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if line.startswith(MARKER):
+            return line[len(MARKER):].decode().strip()
+    return None
+
+
+def _in_process(name: str):
+    if name == "host-local":
+        from ..plugins import host_local
+
+        return host_local.PLUGIN
+    return None
+
+
+def call(path: str, env: dict, stdin: bytes, *, in_process: bool = True) -> tuple[int, bytes, bytes]:
+    """Run one plugin; return (exit code, stdout, stderr)."""
+    plugin = _in_process(podnet_plugin_name(path) or "") if in_process else None
+    if plugin is not None:
+        from .skel import dispatch
+
+        code, out = dispatch(plugin, env, stdin)
+        return code, out.encode(), b""
+    try:
+        proc = subprocess.run([path], input=stdin, env=env, capture_output=True)
+    except OSError as e:
+        raise CNIError(errors.INTERNAL, f"failed to execute plugin {path}: {e}") from None
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def call_json(path: str, env: dict, stdin: bytes) -> dict | None:
+    """Run a plugin; parse its result; turn its error JSON (or a crash) into CNIError."""
+    code, out, err = call(path, env, stdin)
+    if code != 0:
+        try:
+            raise CNIError.from_dict(json.loads(out))
+        except (ValueError, AttributeError):
+            text = (err or out).decode(errors="replace").strip()
+            raise CNIError(errors.INTERNAL, f"plugin {os.path.basename(path)} failed (exit {code}): {text}") from None
+    if not out.strip():
+        return None
+    try:
+        return json.loads(out)
+    except ValueError as e:
+        raise CNIError(errors.DECODING_FAILURE, f"plugin {os.path.basename(path)} printed invalid JSON: {e}") from None

@@ -1,0 +1,124 @@
+"""What several plugins share: IPAM delegation, configuring a container interface, names."""
+
+from __future__ import annotations
+
+import ipaddress
+from podnet.cni import fastjson as json
+import os
+
+from ..cni import errors
+from ..cni.errors import CNIError
+from ..cni.invoke import call_json, find_plugin
+from ..cni.skel import CmdArgs
+from ..cni.types import ip_family, to_current
+from ..kernel import rtnl, sysctl
+
+
+def ipam_type(conf: dict) -> str:
+    ipam = conf.get("ipam") or {}
+    if not isinstance(ipam, dict):
+        raise CNIError(errors.INVALID_NETWORK_CONFIG, "'ipam' must be an object")
+    return ipam.get("type") or ""
+
+
+def ipam_exec(command: str, args: CmdArgs) -> dict | None:
+    """Delegate to the IPAM plugin named in the config, with this plugin's env and stdin."""
+    path = find_plugin(ipam_type(args.conf), args.path_dirs)
+    env = dict(os.environ)
+    env.update({
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": args.container_id,
+        "CNI_NETNS": args.netns,
+        "CNI_IFNAME": args.ifname,
+        "CNI_ARGS": args.args,
+        "CNI_PATH": args.path,
+    })
+    result = call_json(path, env, args.stdin)
+    if command == "ADD":
+        if not result:
+            raise CNIError(errors.INTERNAL, "IPAM plugin returned no result")
+        result = to_current(result)
+        if not result.get("ips"):
+            raise CNIError(errors.INTERNAL, "IPAM plugin returned missing IP config")
+    return result
+
+
+def ipam_del_quietly(args: CmdArgs) -> None:
+    """Best-effort IPAM release while unwinding a failed ADD."""
+    try:
+        ipam_exec("DEL", args)
+    except Exception:  # noqa: BLE001 - the ADD error is the one to report
+        pass
+
+
+def random_veth_name() -> str:
+    return "veth" + os.urandom(4).hex()
+
+
+def default_gateways(result: dict) -> dict[str, str]:
+    """The first gateway of each address family in a result."""
+    gws: dict[str, str] = {}
+    for ip in result.get("ips") or []:
+        if ip.get("gateway"):
+            gws.setdefault(ip_family(ip["address"]), ip["gateway"])
+    return gws
+
+
+def configure_iface(nl: rtnl.Netlink, ifname: str, result: dict, iface_index: int) -> None:
+    """Set addresses and routes of `result` on `ifname` (run inside the container's netns)."""
+    link = nl.link(ifname)
+    if link is None:
+        raise CNIError(errors.INTERNAL, f"failed to look up {ifname!r}")
+    mine = [ip for ip in result.get("ips") or [] if ip.get("interface", iface_index) == iface_index]
+    has_v4 = any(ip_family(ip["address"]) == "4" for ip in mine)
+    has_v6 = any(ip_family(ip["address"]) == "6" for ip in mine)
+    if has_v4:
+        try:
+            sysctl.write(f"net/ipv4/conf/{ifname}/arp_notify", "1")
+        except OSError:
+            pass
+    if has_v6:
+        try:
+            sysctl.write(f"net/ipv6/conf/{ifname}/disable_ipv6", "0")
+        except OSError:
+            pass
+    nl.set_link(link.index, up=True)
+    for ip in mine:
+        nl.add_address(link.index, ip["address"])
+    gws = default_gateways({"ips": mine})
+    for route in result.get("routes") or []:
+        family = ip_family(route["dst"])
+        gw = route.get("gw") or gws.get(family, "")
+        if family == "4" and not has_v4 or family == "6" and not has_v6:
+            continue
+        try:
+            nl.add_route(route["dst"], gw, link.index, priority=route.get("priority"), mtu=route.get("mtu") or 0,
+                         advmss=route.get("advmss") or 0, table=route.get("table") or rtnl.RT_TABLE_MAIN,
+                         scope=route.get("scope"))
+        except OSError as e:
+            raise CNIError(errors.INTERNAL, f"failed to add route '{route['dst']} via {gw or '-'} dev {ifname}': {e.strerror}") from None
+
+
+def network_of(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).network)
+
+
+def gateway_for(ip: dict) -> str:
+    """The IPAM gateway, or the subnet's first address when IPAM gave none (as the reference)."""
+    if ip.get("gateway"):
+        return ip["gateway"]
+    return str(ipaddress.ip_interface(ip["address"]).network.network_address + 1)
+
+
+def attachment_tag(network: str, container_id: str, ifname: str) -> str:
+    """A comment naming one attachment in nft rules; kept under nft's 128-byte comment limit."""
+    tag = f"podnet {network} {container_id} {ifname}"
+    if len(tag) > 120:
+        import hashlib
+
+        tag = "podnet " + hashlib.sha256(tag.encode()).hexdigest()
+    return tag
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, indent=4)
