@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from . import fastjson as json
 import os
-import subprocess
 
 from . import errors
 from .errors import CNIError
@@ -56,6 +55,8 @@ def call(path: str, env: dict, stdin: bytes, *, in_process: bool = True) -> tupl
 
         code, out = dispatch(plugin, env, stdin)
         return code, out.encode(), b""
+    import subprocess  # lazily: the in-process path above never needs it
+
     try:
         proc = subprocess.run([path], input=stdin, env=env, capture_output=True)
     except OSError as e:

@@ -1,0 +1,149 @@
+"""The `ptp` plugin: a point-to-point veth per container, routed (not bridged) by the host.
+
+As in the reference: the container gets its IPAM address with the subnet route replaced by a
+route via the gateway, which is reachable on-link as a /32 (/128); the host end carries the
+gateway address as a /32 and a host route to the container's address. ipMasq and mtu as in
+the bridge plugin.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from ..cni import errors
+from ..cni.errors import CNIError
+from ..cni.skel import CmdArgs, Plugin, main as skel_main
+from ..cni.types import ip_family
+from ..kernel import netns, nft, rtnl
+from . import common, nftrules
+from .bridge import enable_forwarding
+
+
+def _load(conf: dict) -> tuple[bool, int]:
+    masq = conf.get("ipMasq", False)
+    mtu = conf.get("mtu", 0) or 0
+    if not isinstance(masq, bool):
+        raise CNIError(errors.INVALID_NETWORK_CONFIG, f"'ipMasq' must be true or false, not {masq!r}")
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or mtu < 0:
+        raise CNIError(errors.INVALID_NETWORK_CONFIG, f"'mtu' must be a non-negative integer, not {mtu!r}")
+    if not common.ipam_type(conf):
+        raise CNIError(errors.INVALID_NETWORK_CONFIG, "ptp needs an 'ipam' section with a type")
+    return masq, mtu
+
+
+def add(args: CmdArgs) -> dict:
+    masq, mtu = _load(args.conf)
+    try:
+        ns_fd = netns.open_netns(args.netns)
+    except netns.NetnsNotFound as e:
+        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
+    nl = rtnl.Netlink()
+    host_name = common.random_veth_name()
+    created = ipam_done = False
+    tag = common.attachment_tag(args.conf["name"], args.container_id, args.ifname)
+    try:
+        with netns.entered(args.netns):
+            cnl = rtnl.Netlink()
+        if cnl.link(args.ifname) is not None:
+            raise CNIError(errors.INTERNAL, f"container veth name provided ({args.ifname}) already exists")
+        ipam = common.ipam_exec("ADD", args)
+        ipam_done = True
+        nl.add_veth(host_name, args.ifname, mtu=mtu, peer_netns_fd=ns_fd)
+        created = True
+        host = nl.link(host_name)
+        nl.set_link(host.index, up=True)
+        cont = cnl.link(args.ifname)
+        result = {"cniVersion": "1.1.0", "ips": [], "routes": list(ipam.get("routes") or []), "dns": ipam.get("dns") or {}}
+        for ip in ipam["ips"]:
+            result["ips"].append(dict(ip, interface=1, gateway=common.gateway_for(ip)))
+        with netns.entered(args.netns):
+            common.configure_iface(cnl, args.ifname, result, 1)
+            for ip in result["ips"]:
+                iface = ipaddress.ip_interface(ip["address"])
+                host_len = 128 if iface.version == 6 else 32
+                try:
+                    cnl.delete_route(str(iface.network), "", cont.index)
+                except OSError:
+                    pass
+                cnl.add_route(f"{ip['gateway']}/{host_len}", "", cont.index, scope=rtnl.RT_SCOPE_LINK, replace=True)
+                cnl.add_route(str(iface.network), ip["gateway"], cont.index, replace=True)
+        for ip in result["ips"]:
+            iface = ipaddress.ip_interface(ip["address"])
+            host_len = 128 if iface.version == 6 else 32
+            try:
+                nl.add_address(host.index, f"{ip['gateway']}/{host_len}")
+            except OSError as e:
+                if e.errno != 17:
+                    raise
+            nl.add_route(f"{iface.ip}/{host_len}", "", host.index, scope=rtnl.RT_SCOPE_LINK, replace=True)
+        enable_forwarding({ip_family(ip["address"]) for ip in result["ips"]})
+        if masq:
+            nft.run(nftrules.masq_add([ip["address"] for ip in result["ips"]], tag))
+        result["interfaces"] = [
+            {"name": host.name, "mac": host.mac},
+            {"name": args.ifname, "mac": cont.mac, "sandbox": args.netns},
+        ]
+        return result
+    except BaseException:
+        if created:
+            link = nl.link(host_name)
+            if link is not None:
+                nl.delete_link(link.index)
+        if ipam_done:
+            common.ipam_del_quietly(args)
+        if masq:
+            nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag)
+        raise
+    finally:
+        os.close(ns_fd)
+        nl.close()
+
+
+def delete(args: CmdArgs) -> None:
+    masq, _ = _load(args.conf)
+    common.ipam_exec("DEL", args)
+    if args.netns:
+        try:
+            with netns.entered(args.netns):
+                with rtnl.Netlink() as cnl:
+                    link = cnl.link(args.ifname)
+                    if link is not None:
+                        cnl.delete_link(link.index)
+        except netns.NetnsNotFound:
+            pass
+    if masq:
+        nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN,
+                                   common.attachment_tag(args.conf["name"], args.container_id, args.ifname))
+
+
+def check(args: CmdArgs) -> None:
+    _load(args.conf)
+    prev = args.prev_result()
+    if prev is None:
+        raise CNIError(errors.INTERNAL, "Required prevResult missing")
+    common.ipam_exec("CHECK", args)
+    try:
+        with netns.entered(args.netns):
+            with rtnl.Netlink() as cnl:
+                link = cnl.link(args.ifname)
+                if link is None:
+                    raise CNIError(errors.INTERNAL, f"container interface {args.ifname!r} not found")
+                have = {a.cidr for a in cnl.addresses(link.index)}
+    except netns.NetnsNotFound as e:
+        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
+    for ip in prev.get("ips") or []:
+        if str(ipaddress.ip_interface(ip["address"])) not in have:
+            raise CNIError(errors.INTERNAL, f"address {ip['address']} is not on {args.ifname}")
+
+
+PLUGIN = Plugin(name="ptp", add=add, delete=delete, check=check,
+                gc=lambda a: common.ipam_exec("GC", a), status=lambda a: common.ipam_exec("STATUS", a))
+
+
+def main() -> None:
+    skel_main(PLUGIN)
+
+
+if __name__ == "__main__":
+    main()
