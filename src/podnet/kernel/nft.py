@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from podnet.cni import fastjson as json
 import os
 
+from ..cni import fastjson as json
+from . import spawn
 
 
 def _nft() -> str:
@@ -14,10 +15,8 @@ def _nft() -> str:
     return "nft"
 
 
-def _run(argv: list[str], stdin: bytes | None = None):
-    import subprocess  # costs ~5 ms: only pay it when a plugin really talks to nftables
-
-    return subprocess.run([_nft(), *argv], input=stdin, capture_output=True)
+def _run(argv: list[str], stdin: bytes = b"") -> spawn.Completed:
+    return spawn.run([_nft(), *argv], stdin)
 
 
 class NftError(RuntimeError):

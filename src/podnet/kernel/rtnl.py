@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import socket
 import struct
+
+# The C module directly: `import socket` costs ~11 ms (it builds IntEnums through `enum`).
+import _socket as socket
 from collections.abc import Iterator
 
 NETLINK_ROUTE = 0

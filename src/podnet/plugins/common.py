@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from podnet.cni import fastjson as json
+from ..cni import fastjson as json
 import os
 
 from ..cni import errors
