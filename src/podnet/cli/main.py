@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..demo import demo
 from .cni import cni
 
 
@@ -17,10 +18,12 @@ def cli() -> None:
     Start here:
       podnet cni install /opt/cni/bin      write the CNI plugins (bridge, host-local, ...)
       podnet cni run ADD --conf net.conflist --netns /var/run/netns/x --container-id c1
+      podnet demo                          two pods on a bridge, a ping, teardown
     """
 
 
 cli.add_command(cni)
+cli.add_command(demo)
 
 
 def main() -> None:
