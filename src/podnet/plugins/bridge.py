@@ -78,6 +78,9 @@ def ensure_bridge(nl: rtnl.Netlink, c: BridgeConf) -> rtnl.Link:
         try:
             nl.add_bridge(c.bridge, mtu=c.mtu, vlan_filtering=bool(c.vlan))
         except OSError as e:
+            if e.errno == errno.EOPNOTSUPP and c.vlan:
+                raise CNIError(errors.INTERNAL, f"could not add {c.bridge!r} with vlan {c.vlan}: this kernel has no "
+                                                "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)") from None
             if e.errno != errno.EEXIST:  # another ADD created it a moment ago: fine
                 raise CNIError(errors.INTERNAL, f"could not add {c.bridge!r}: {e.strerror}") from None
         link = nl.link(c.bridge)
