@@ -190,3 +190,31 @@ def test_kill_9_during_adds_leaves_nothing_gc_does_not_reclaim(ours, tmp_path):
     # and the store still works: no stale lock, no broken marker
     p = _spawn(ours, conf, "after")
     assert p.wait() == 0, p.stdout.read()
+
+
+def test_a_held_lock_times_out_with_code_11(tmp_path):
+    import fcntl as _fcntl
+
+    (tmp_path / "net").mkdir()
+    fd = os.open(tmp_path / "net" / "lock", os.O_RDWR | os.O_CREAT)
+    _fcntl.flock(fd, _fcntl.LOCK_EX)
+    try:
+        with pytest.raises(CNIError) as e:
+            with Store(str(tmp_path), "net", lock_timeout=0.2):
+                pass
+        assert e.value.code == 11
+    finally:
+        os.close(fd)
+    with Store(str(tmp_path), "net", lock_timeout=0.2):  # free again
+        pass
+
+
+def test_status_is_50_when_a_range_set_is_full(ours, tmp_path):
+    conf = {"cniVersion": "1.1.0", "name": "st", "type": "host-local",
+            "ipam": {"type": "host-local", "dataDir": str(tmp_path), "subnet": "10.0.0.0/30"}}
+    from tests.conftest import run_plugin
+
+    assert run_plugin(ours, "host-local", "STATUS", conf).rc == 0
+    assert run_plugin(ours, "host-local", "ADD", conf, netns="/x").rc == 0
+    r = run_plugin(ours, "host-local", "STATUS", conf)
+    assert (r.rc, r.code) == (1, 50) and "no free address" in r.json["msg"]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from podnet.plugins import portmap
-from tests.conftest import ns_path, run_plugin
+from tests.conftest import ip_json, ns_path, run_plugin
 
 pytestmark = pytest.mark.root
 
@@ -82,3 +82,20 @@ def test_port_forwarding_reachability(impl, netns, ours, reference, tmp_path):
         out = subprocess.run(["ip", "netns", "exec", node, "nft", "-j", "list", "table", "inet", "podnet_portmap"],
                              capture_output=True, text=True).stdout
         assert "podnet pm c1 eth0" not in out
+
+
+def test_unsupported_backends_are_code_2(ours, netns):
+    from tests.conftest import run_plugin
+
+    host = netns.new("host")  # never run a plugin's ADD in the root namespace, even one meant to fail
+
+    prev = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}], "dns": {}}
+    pm = {"cniVersion": "1.0.0", "name": "n", "type": "portmap", "backend": "iptables", "prevResult": prev,
+          "runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]}}
+    r = run_plugin(ours, "portmap", "ADD", pm, host_ns=host, netns="/x")
+    assert (r.rc, r.code) == (1, 2) and "backend" in r.json["msg"]
+    br = {"cniVersion": "1.0.0", "name": "n", "type": "bridge", "ipMasq": True, "ipMasqBackend": "iptables",
+          "ipam": {"type": "host-local", "subnet": "10.0.0.0/24"}}
+    r = run_plugin(ours, "bridge", "ADD", br, host_ns=host, netns="/x")
+    assert (r.rc, r.code) == (1, 2) and "ipMasqBackend" in r.json["msg"]
+    assert [l["ifname"] for l in ip_json(host, "link")] == ["lo"]

@@ -12,22 +12,39 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
+
+from ..cni.errors import TRY_AGAIN_LATER, CNIError
 from collections.abc import Iterator
 
 LAST_RESERVED_PREFIX = "last_reserved_ip."
 LOCK_NAME = "lock"
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+LOCK_TIMEOUT = 30.0  # seconds; past it the runtime is told to try again (code 11)
 
 
 class Store:
-    def __init__(self, data_dir: str, network: str) -> None:
+    def __init__(self, data_dir: str, network: str, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.dir = os.path.join(data_dir, network)
+        self.lock_timeout = lock_timeout
         self._lock_fd: int | None = None
 
     def __enter__(self) -> "Store":
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
         fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise CNIError(TRY_AGAIN_LATER, f"timed out after {self.lock_timeout:g}s waiting for the lock on {self.dir}",
+                                   "another process holds the IPAM store lock") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
         self._lock_fd = fd
         return self
 

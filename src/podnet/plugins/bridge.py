@@ -58,6 +58,10 @@ class BridgeConf:
             validate.interface_name(c.bridge)
         except CNIError as e:
             raise CNIError(errors.INVALID_NETWORK_CONFIG, f"invalid bridge name {c.bridge!r}: {e.msg}") from None
+        backend = conf.get("ipMasqBackend")
+        if backend not in (None, "", "nftables"):
+            raise CNIError(errors.UNSUPPORTED_FIELD, f"unsupported field ipMasqBackend={backend!r}",
+                           "podnet masquerades with nftables only; use \"nftables\" or leave it out")
         if c.vlan > 4094:
             raise CNIError(errors.INVALID_NETWORK_CONFIG, f"invalid VLAN ID {c.vlan} (must be between 0 and 4094)")
         if c.hairpin and c.promisc:

@@ -36,7 +36,28 @@ def gc(args: CmdArgs) -> None:
     hostlocal.collect_garbage(hostlocal.IPAMConfig.from_conf(args.conf), valid)
 
 
-PLUGIN = Plugin(name="host-local", add=add, delete=delete, check=check, gc=gc, status=lambda a: None)
+def status(args: CmdArgs) -> None:
+    """Code 50 when an ADD could not succeed: the store is not writable, or a range set is full."""
+    import ipaddress
+    import os
+
+    from ..ipam.store import Store
+
+    cfg = hostlocal.IPAMConfig.from_conf(args.conf)
+    directory = os.path.join(cfg.data_dir, cfg.network)
+    probe = directory if os.path.isdir(directory) else cfg.data_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise CNIError(errors.PLUGIN_NOT_AVAILABLE, f"host-local: {probe} is not writable")
+    with Store(cfg.data_dir, cfg.network) as store:
+        taken = {ipaddress.ip_address(ip) for ip, _, _ in store.allocations() if ip[0].isalnum()}
+    for idx, rset in enumerate(cfg.range_sets):
+        if all(ip in taken for ip, _ in rset.candidates(None)):
+            raise CNIError(errors.PLUGIN_NOT_AVAILABLE, f"host-local: no free address in range set {idx} ({rset})")
+
+
+PLUGIN = Plugin(name="host-local", add=add, delete=delete, check=check, gc=gc, status=status)
 
 
 def main() -> None:

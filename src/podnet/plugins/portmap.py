@@ -28,6 +28,10 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 
 
 def load_mappings(conf: dict) -> list[dict]:
+    backend = conf.get("backend")
+    if backend not in (None, "", "nftables"):
+        raise CNIError(errors.UNSUPPORTED_FIELD, f"unsupported field backend={backend!r}",
+                       "podnet forwards ports with nftables only; use \"nftables\" or leave it out")
     raw = (conf.get("runtimeConfig") or {}).get("portMappings") or []
     if not isinstance(raw, list):
         raise CNIError(errors.INVALID_NETWORK_CONFIG, "runtimeConfig.portMappings must be a list")
