@@ -1,0 +1,70 @@
+"""The stdlib rtnetlink client, cross-checked against iproute2 (`ip -j`) in a private namespace."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from podnet.kernel import netns as kns
+from podnet.kernel import rtnl
+from tests.conftest import ip_json, ns_path
+
+pytestmark = pytest.mark.root
+
+
+def test_links_addresses_routes_agree_with_iproute2(netns):
+    ns, peer_ns = netns.new("rtnl"), netns.new("peer")
+    peer_fd = kns.open_netns(ns_path(peer_ns))
+    with kns.entered(ns_path(ns)):
+        nl = rtnl.Netlink()
+    try:
+        nl.add_bridge("pnb0", mtu=1450)
+        br = nl.link("pnb0")
+        nl.add_veth("pnv0", "pnv1", mtu=1450, peer_netns_fd=peer_fd)
+        v = nl.link("pnv0")
+        nl.set_link(v.index, master=br.index, up=True)
+        nl.set_link(br.index, up=True)
+        nl.set_bridge_port(v.index, hairpin=True)
+        nl.add_address(br.index, "10.85.0.1/24")
+        nl.add_address(br.index, "fd00:85::1/64")
+        nl.add_route("10.86.0.0/16", "10.85.0.9", br.index, priority=50, mtu=1300)
+        nl.add_route("10.87.0.0/16", "", br.index)
+        with pytest.raises(OSError) as e:
+            nl.add_bridge("pnb0")
+        assert e.value.errno == errno.EEXIST
+
+        ip_links = {l["ifname"]: l for l in ip_json(ns, "-d", "link")}
+        assert ip_links["pnb0"]["mtu"] == nl.link("pnb0").mtu == 1450
+        assert ip_links["pnv0"]["master"] == "pnb0" and nl.link("pnv0").master == br.index
+        assert ip_links["pnv0"]["address"] == nl.link("pnv0").mac
+        assert ip_links["pnv0"]["linkinfo"]["info_slave_data"]["hairpin"] is True and nl.link("pnv0").hairpin is True
+        assert nl.link("pnb0").kind == "bridge" and nl.link("pnv0").kind == "veth"
+        assert [l["ifname"] for l in ip_json(peer_ns, "link") if l["ifname"] != "lo"] == ["pnv1"]
+
+        ours = sorted(a.cidr for a in nl.addresses(br.index) if a.scope == 0)
+        theirs = sorted(f"{a['local']}/{a['prefixlen']}" for a in ip_json(ns, "addr", "show", "pnb0")[0]["addr_info"]
+                        if a["scope"] == "global")
+        assert ours == theirs == ["10.85.0.1/24", "fd00:85::1/64"]
+
+        r = {x.dst: x for x in nl.routes(rtnl.AF_INET)}
+        assert r["10.86.0.0/16"].gateway == "10.85.0.9" and r["10.86.0.0/16"].priority == 50
+        assert r["10.86.0.0/16"].metrics.get(rtnl.RTAX_MTU) == 1300
+        theirs = {x["dst"]: x for x in ip_json(ns, "route")}
+        assert theirs["10.86.0.0/16"]["gateway"] == "10.85.0.9" and theirs["10.86.0.0/16"]["metric"] == 50
+        assert theirs["10.87.0.0/16"]["scope"] == "link" and r["10.87.0.0/16"].scope == rtnl.RT_SCOPE_LINK
+
+        nl.delete_route("10.86.0.0/16", "10.85.0.9", br.index)
+        assert "10.86.0.0/16" not in {x["dst"] for x in ip_json(ns, "route")}
+        nl.delete_link(v.index)
+        assert nl.link("pnv0") is None and "pnv0" not in {l["ifname"] for l in ip_json(ns, "link")}
+    finally:
+        nl.close()
+        import os
+
+        os.close(peer_fd)
+
+
+def test_missing_netns_is_reported(tmp_path):
+    with pytest.raises(kns.NetnsNotFound):
+        kns.open_netns(str(tmp_path / "nope"))
