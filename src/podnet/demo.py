@@ -66,7 +66,7 @@ def run_demo() -> None:
                 click.echo(f"    {pod}: {result['ips'][0]['address']} via {result['ips'][0]['gateway']}")
         _step(f"inside {pods[0]}")
         click.echo(_sh("ip", "-n", pods[0], "-br", "addr") + _sh("ip", "-n", pods[0], "route"))
-        _step(f"on the node: the bridge and its ports")
+        _step("on the node: the bridge and its ports")
         click.echo(_sh("ip", "-n", node, "-br", "link", "show", "type", "bridge")
                    + _sh("ip", "-n", node, "-br", "link", "show", "master", "cni0"))
         _step(f"ping {pods[1]} ({ips[pods[1]]}) from {pods[0]}")

@@ -10,7 +10,7 @@ import click
 
 from ..cni import errors
 from ..cni.errors import CNIError
-from ..cni.install import PLUGINS, install
+from ..cni.install import install
 from ..cni.runner import DEFAULT_CACHE_DIR, ConfList, Runner, RuntimeConf
 
 
@@ -49,7 +49,7 @@ def _parse_cni_args(text: str) -> list[tuple[str, str]]:
 @click.option("--ifname", default="eth0", show_default=True, help="Interface name inside the container.")
 @click.option("--cap-args", default="", help='Capability args as JSON, e.g. \'{"portMappings":[...]}\'.')
 @click.option("--args", "cni_args", default="", help="CNI_ARGS, e.g. 'IP=10.1.0.9;K8S_POD_NAME=x'.")
-@click.option("--cni-path", default="", help=f"Plugin directories, ':'-separated (default: $CNI_PATH or /opt/cni/bin).")
+@click.option("--cni-path", default="", help="Plugin directories, ':'-separated (default: $CNI_PATH or /opt/cni/bin).")
 @click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True, help="Where results are cached (libcni layout).")
 @click.option("--valid-attachments", default=None, help='GC: JSON list of {"containerID","ifname"} to keep (default: every cached one).')
 def run_cmd(verb: str, conf_path: str, netns: str, container_id: str, ifname: str, cap_args: str, cni_args: str,

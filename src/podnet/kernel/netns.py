@@ -54,8 +54,3 @@ def entered(path: str) -> Iterator[None]:
         os.close(target)
         os.close(home)
 
-
-def same_netns(path: str) -> bool:
-    st = os.stat(path)
-    here = os.stat("/proc/thread-self/ns/net")
-    return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)

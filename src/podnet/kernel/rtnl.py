@@ -266,17 +266,12 @@ class Netlink:
         return link
 
     def link(self, name: str) -> Link | None:
-        body = _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name)
-        try:
-            replies = list(self._replies(self._send(RTM_GETLINK, 0, body)))
-        except OSError as e:
-            if e.errno in (_errno.ENODEV, _errno.ENOENT):
-                return None
-            raise
-        return self._parse_link(replies[0][1]) if replies else None
+        return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, name))
 
     def link_by_index(self, index: int) -> Link | None:
-        body = _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0)
+        return self._get_link(_IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0))
+
+    def _get_link(self, body: bytes) -> Link | None:
         try:
             replies = list(self._replies(self._send(RTM_GETLINK, 0, body)))
         except OSError as e:

@@ -247,15 +247,7 @@ def delete(args: CmdArgs) -> None:
     c = BridgeConf.load(args.conf)
     if not c.layer2:
         common.ipam_exec("DEL", args)
-    if args.netns:
-        try:
-            with netns.entered(args.netns):
-                with rtnl.Netlink() as cnl:
-                    link = cnl.link(args.ifname)
-                    if link is not None:
-                        cnl.delete_link(link.index)
-        except netns.NetnsNotFound:
-            pass  # the container is gone, and its veth with it
+    common.delete_container_iface(args.netns, args.ifname)
     _remove_rules(args, c)
 
 

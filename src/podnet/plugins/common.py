@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from ..cni import fastjson as json
 import os
 
 from ..cni import errors
@@ -11,7 +10,7 @@ from ..cni.errors import CNIError
 from ..cni.invoke import call_json, find_plugin
 from ..cni.skel import CmdArgs
 from ..cni.types import ip_family, to_current
-from ..kernel import rtnl, sysctl
+from ..kernel import netns, rtnl, sysctl
 
 
 def ipam_type(conf: dict) -> str:
@@ -99,8 +98,21 @@ def configure_iface(nl: rtnl.Netlink, ifname: str, result: dict, iface_index: in
             raise CNIError(errors.INTERNAL, f"failed to add route '{route['dst']} via {gw or '-'} dev {ifname}': {e.strerror}") from None
 
 
-def network_of(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr).network)
+def delete_container_iface(netns_path: str, ifname: str) -> None:
+    """DEL's kernel half: remove the container's end (its veth peer goes with it).
+
+    Idempotent: no netns path, a netns that is gone, or no such interface are all fine.
+    """
+    if not netns_path:
+        return
+    try:
+        with netns.entered(netns_path):
+            with rtnl.Netlink() as cnl:
+                link = cnl.link(ifname)
+                if link is not None:
+                    cnl.delete_link(link.index)
+    except netns.NetnsNotFound:
+        pass  # the container is gone, and its veth with it
 
 
 def gateway_for(ip: dict) -> str:
@@ -118,7 +130,3 @@ def attachment_tag(network: str, container_id: str, ifname: str) -> str:
 
         tag = "podnet " + hashlib.sha256(tag.encode()).hexdigest()
     return tag
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, indent=4)

@@ -103,15 +103,7 @@ def add(args: CmdArgs) -> dict:
 def delete(args: CmdArgs) -> None:
     masq, _ = _load(args.conf)
     common.ipam_exec("DEL", args)
-    if args.netns:
-        try:
-            with netns.entered(args.netns):
-                with rtnl.Netlink() as cnl:
-                    link = cnl.link(args.ifname)
-                    if link is not None:
-                        cnl.delete_link(link.index)
-        except netns.NetnsNotFound:
-            pass
+    common.delete_container_iface(args.netns, args.ifname)
     if masq:
         nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN,
                                    common.attachment_tag(args.conf["name"], args.container_id, args.ifname))
