@@ -111,3 +111,18 @@ def test_cli_reports_missing_plugin_as_cni_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "podnet.cli.main", "cni", "run", "DEL", "--conf", str(conf),
                         "--container-id", "c", "--cni-path", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 1 and json.loads(r.stdout)["code"] == 7 and "nosuchplugin" in json.loads(r.stdout)["msg"]
+
+
+@pytest.mark.root
+def test_failed_add_in_the_middle_of_a_chain_leaves_nothing(netns, ours, tmp_path):
+    host, cont = netns.new("host"), netns.new("ctr")
+    conf = tmp_path / "net.conflist"
+    conf.write_text(json.dumps(conflist(tmp_path)))
+    bad_caps = json.dumps({"portMappings": [{"hostPort": 0, "containerPort": 80}]})
+    r = podnet_cni(host, "ADD", "--conf", str(conf), "--netns", ns_path(cont), "--container-id", "c1",
+                   "--cni-path", ours, "--cache-dir", str(tmp_path / "cache"), "--cap-args", bad_caps)
+    assert r.returncode == 1 and json.loads(r.stdout)["code"] == 7, r.stdout
+    assert [f for f in os.listdir(tmp_path / "ipam" / "rnet") if f[0].isdigit()] == []
+    assert ip_json(host, "link", "show", "master", "pnbr1") == []
+    assert [l["ifname"] for l in ip_json(cont, "link")] == ["lo"]
+    assert not (tmp_path / "cache" / "results" / "rnet-c1-eth0").exists()

@@ -16,10 +16,12 @@ pytestmark = pytest.mark.root
 def test_render_is_pure_and_tagged():
     cmds = portmap.render([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}],
                           ["10.0.0.2"], "podnet n c eth0", snat=True)
-    rules = [c["add"]["rule"] for c in cmds if "rule" in c["add"]]
-    assert {r["comment"] for r in rules} == {"podnet n c eth0"}
-    assert [r["chain"] for r in rules] == ["hostports", "postrouting", "postrouting"]
-    assert rules[0]["expr"][-1] == {"dnat": {"family": "ip", "addr": "10.0.0.2", "port": 80}}
+    rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
+    tagged = [r for r in rules if r["comment"] == "podnet n c eth0"]
+    assert [r["chain"] for r in tagged] == ["hostports", "postrouting", "postrouting"]
+    assert tagged[0]["expr"][-1] == {"dnat": {"family": "ip", "addr": "10.0.0.2", "port": 80}}
+    shared = [r["chain"] for r in rules if r["comment"] == "podnet hostports"]
+    assert shared == ["prerouting", "output"]
 
 
 @pytest.mark.parametrize("bad", [[{"hostPort": 0, "containerPort": 80}], [{"hostPort": 1, "containerPort": 80, "protocol": "icmp"}],

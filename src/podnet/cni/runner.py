@@ -171,17 +171,30 @@ class Runner:
         validate.interface_name(rt.ifname)
 
     def add(self, net: ConfList, rt: RuntimeConf) -> dict:
+        """ADD through the chain. If a plugin fails, the ones before it (and it) get a DEL in
+        reverse order, as a runtime would do, so a failed ADD leaves nothing behind."""
         self._validate_attachment(rt)
         prev: Optional[dict] = None
-        for plugin in net.plugins:
-            result = self._exec("ADD", net, plugin, rt, prev)
-            if result is None:
-                raise CNIError(errors.INTERNAL, f"plugin {plugin['type']} returned no result")
+        for i, plugin in enumerate(net.plugins):
+            try:
+                result = self._exec("ADD", net, plugin, rt, prev)
+                if result is None:
+                    raise CNIError(errors.INTERNAL, f"plugin {plugin['type']} returned no result")
+            except CNIError:
+                self._undo(net, net.plugins[: i + 1], rt, prev)
+                raise
             result.setdefault("cniVersion", net.cni_version)
             prev = result
         final = convert(prev, net.cni_version)
         self._write_cache(net, rt, final)
         return final
+
+    def _undo(self, net: ConfList, plugins: list[dict], rt: RuntimeConf, prev: Optional[dict]) -> None:
+        for plugin in reversed(plugins):
+            try:
+                self._exec("DEL", net, plugin, rt, prev if verb_allowed("CHECK", net.cni_version) else None)
+            except CNIError:
+                pass  # best effort: the ADD's own error is what the caller must see
 
     def check(self, net: ConfList, rt: RuntimeConf) -> None:
         self._validate_attachment(rt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 from ..cni import errors
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
@@ -149,6 +150,7 @@ def add(args: CmdArgs) -> dict:
     except netns.NetnsNotFound as e:
         raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
     host_name = common.random_veth_name()
+    cnl: rtnl.Netlink | None = None
     created = False
     ipam_done = False
     try:
@@ -218,10 +220,10 @@ def add(args: CmdArgs) -> dict:
             _remove_rules(args, c)
         raise
     finally:
-        import os
-
         os.close(ns_fd)
         nl.close()
+        if cnl is not None:
+            cnl.close()
 
 
 def _add_default_routes(result: dict) -> None:

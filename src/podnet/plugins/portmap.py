@@ -78,6 +78,7 @@ def _payload(proto: str, field: str) -> dict:
 def render(mappings: list[dict], ips: list[str], tag: str, snat: bool) -> list[dict]:
     """nft commands adding this attachment's rules (pure)."""
     t = {"family": TABLE["family"], "table": TABLE["name"]}
+    local = _m({"fib": {"result": "type", "flags": ["daddr"]}}, "==", "local")
     cmds: list[dict] = [
         {"add": {"table": dict(TABLE)}},
         {"add": {"chain": {**t, "name": "hostports"}}},
@@ -85,6 +86,12 @@ def render(mappings: list[dict], ips: list[str], tag: str, snat: bool) -> list[d
         {"add": {"chain": {**t, "name": "output", "type": "nat", "hook": "output", "prio": -100, "policy": "accept"}}},
         {"add": {"chain": {**t, "name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}},
     ]
+    # The hook chains hold nothing but their jump, shared by every attachment: flushing and
+    # re-adding it inside this one transaction is atomic and idempotent, and needs no lookup.
+    for chain in ("prerouting", "output"):
+        cmds.append({"flush": {"chain": {**t, "name": chain}}})
+        cmds.append({"add": {"rule": {**t, "chain": chain, "comment": "podnet hostports",
+                                      "expr": [local, {"jump": {"target": "hostports"}}]}}})
     for m in mappings:
         for cip in ips:
             fam = "ip6" if ":" in cip else "ip"
@@ -107,17 +114,6 @@ def render(mappings: list[dict], ips: list[str], tag: str, snat: bool) -> list[d
                            _m(_payload(m["protocol"], "dport"), "==", m["containerPort"]), {"masquerade": None}]
                 cmds.append({"add": {"rule": {**t, "chain": "postrouting", "comment": tag, "expr": from_lo}}})
     return cmds
-
-
-def _ensure_jumps() -> list[dict]:
-    """The prerouting/output jumps, added once (their comment marks them as shared)."""
-    listing = nft.list_ruleset(["table", TABLE["family"], TABLE["name"]])
-    have = {(r["rule"]["chain"]) for r in listing if "rule" in r and r["rule"].get("comment") == "podnet hostports"}
-    t = {"family": TABLE["family"], "table": TABLE["name"]}
-    local = _m({"fib": {"result": "type", "flags": ["daddr"]}}, "==", "local")
-    return [{"add": {"rule": {**t, "chain": chain, "comment": "podnet hostports",
-                              "expr": [local, {"jump": {"target": "hostports"}}]}}}
-            for chain in ("prerouting", "output") if chain not in have]
 
 
 def _route_localnet(ips: list[str]) -> None:
@@ -169,9 +165,7 @@ def add(args: CmdArgs) -> dict:
     if not ips:
         raise CNIError(errors.INVALID_NETWORK_CONFIG, "prevResult has no container IP to forward to")
     tag = common.attachment_tag(args.conf["name"], args.container_id, args.ifname)
-    cmds = render(mappings, ips, tag, snat)
-    nft.run(cmds[:5])
-    nft.run(_ensure_jumps() + cmds[5:])
+    nft.run(render(mappings, ips, tag, snat))
     if snat:
         _route_localnet(ips)
     flush_udp_conntrack(mappings)

@@ -40,6 +40,7 @@ def add(args: CmdArgs) -> dict:
         raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
     nl = rtnl.Netlink()
     host_name = common.random_veth_name()
+    cnl: rtnl.Netlink | None = None
     created = ipam_done = False
     tag = common.attachment_tag(args.conf["name"], args.container_id, args.ifname)
     try:
@@ -98,6 +99,8 @@ def add(args: CmdArgs) -> dict:
     finally:
         os.close(ns_fd)
         nl.close()
+        if cnl is not None:
+            cnl.close()
 
 
 def delete(args: CmdArgs) -> None:
