@@ -156,3 +156,11 @@ def test_check_detects_drift(netns, ours, tmp_path):
     subprocess.run(["ip", "-n", cont, "addr", "flush", "dev", "eth0"], check=True)
     bad = run_plugin(ours, "bridge", "CHECK", with_prev, host_ns=host, netns=ns_path(cont))
     assert bad.rc == 1 and "10.83.0.2/24" in bad.json["msg"]
+
+
+def test_missing_netns_is_code_3_and_creates_nothing(netns, ours, tmp_path):
+    host = netns.new("host")
+    r = run_plugin(ours, "bridge", "ADD", base(tmp_path), host_ns=host, netns="/var/run/netns/pn-absent-000")
+    assert (r.rc, r.code) == (1, 3)
+    assert [l["ifname"] for l in ip_json(host, "link")] == ["lo"]
+    assert not (tmp_path / "opts").exists() or [f for f in (tmp_path / "opts").iterdir() if f.name[0].isdigit()] == []

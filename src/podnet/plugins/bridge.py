@@ -143,17 +143,17 @@ def enable_forwarding(families: set[str]) -> None:
 
 def add(args: CmdArgs) -> dict:
     c = BridgeConf.load(args.conf)
-    nl = rtnl.Netlink()
-    br = ensure_bridge(nl, c)
     try:
         ns_fd = netns.open_netns(args.netns)
     except netns.NetnsNotFound as e:
         raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
+    nl = rtnl.Netlink()
     host_name = common.random_veth_name()
     cnl: rtnl.Netlink | None = None
     created = False
     ipam_done = False
     try:
+        br = ensure_bridge(nl, c)
         with netns.entered(args.netns):
             cnl = rtnl.Netlink()
             if cnl.link(args.ifname) is not None:
@@ -217,7 +217,10 @@ def add(args: CmdArgs) -> dict:
         if ipam_done:
             common.ipam_del_quietly(args)
         if c.ip_masq or c.macspoofchk:
-            _remove_rules(args, c)
+            try:
+                _remove_rules(args, c)
+            except Exception:  # noqa: BLE001 - the ADD's own error is the one to report
+                pass
         raise
     finally:
         os.close(ns_fd)

@@ -94,7 +94,10 @@ def add(args: CmdArgs) -> dict:
         if ipam_done:
             common.ipam_del_quietly(args)
         if masq:
-            nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag)
+            try:
+                nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag)
+            except Exception:  # noqa: BLE001 - the ADD's own error is the one to report
+                pass
         raise
     finally:
         os.close(ns_fd)
