@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 
 import pytest
 
@@ -68,3 +69,41 @@ def test_links_addresses_routes_agree_with_iproute2(netns):
 def test_missing_netns_is_reported(tmp_path):
     with pytest.raises(kns.NetnsNotFound):
         kns.open_netns(str(tmp_path / "nope"))
+
+
+def test_vxlan_neighbours_fdb_and_onlink_routes(netns):
+    ns = netns.new("vx")
+    import subprocess
+
+    subprocess.run(["ip", "-n", ns, "link", "add", "und0", "type", "veth", "peer", "name", "und1"], check=True)
+    subprocess.run(["ip", "-n", ns, "addr", "add", "172.30.0.1/24", "dev", "und0"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "und0", "up"], check=True)
+    with kns.entered(ns_path(ns)):
+        with rtnl.Netlink() as nl:
+            und = nl.link("und0")
+            nl.add_vxlan("pnvx", 7, "172.30.0.1", 8472, und.index, mtu=1450)
+            vx = nl.link("pnvx")
+            nl.set_link(vx.index, up=True)
+            assert nl.vxlan_info(vx.index) == {"vni": 7, "local": "172.30.0.1", "port": 8472}
+            nl.set_neighbour(vx.index, "10.244.2.0", "aa:bb:cc:00:00:02")
+            nl.set_fdb(vx.index, "aa:bb:cc:00:00:02", "172.30.0.2")
+            nl.add_route("10.244.2.0/24", "10.244.2.0", vx.index, onlink=True, protocol=rtnl.RTPROT_PODNET)
+            assert ("10.244.2.0", "aa:bb:cc:00:00:02", rtnl.NUD_PERMANENT) in nl.neighbours(vx.index, rtnl.AF_INET)
+            assert ("172.30.0.2", "aa:bb:cc:00:00:02") in [(d, m) for d, m, _ in nl.neighbours(vx.index, rtnl.AF_BRIDGE)]
+            ours = [r for r in nl.routes(rtnl.AF_INET) if r.protocol == rtnl.RTPROT_PODNET]
+            assert [(r.dst, r.gateway) for r in ours] == [("10.244.2.0/24", "10.244.2.0")]
+    d = ip_json(ns, "-d", "link", "show", "pnvx")[0]["linkinfo"]["info_data"]
+    assert (d["id"], d["port"], d["local"], d.get("learning")) == (7, 8472, "172.30.0.1", False)
+    neigh = ip_json(ns, "neigh", "show", "dev", "pnvx")
+    assert neigh[0]["dst"] == "10.244.2.0" and "PERMANENT" in neigh[0]["state"]
+    fdb = json.loads(subprocess.run(["bridge", "-n", ns, "-j", "fdb", "show", "dev", "pnvx"],
+                                    capture_output=True, text=True).stdout)
+    assert any(f.get("dst") == "172.30.0.2" and f["mac"] == "aa:bb:cc:00:00:02" for f in fdb)
+    route = [r for r in ip_json(ns, "route") if r["dst"] == "10.244.2.0/24"][0]
+    assert "onlink" in route.get("flags", []) and route["gateway"] == "10.244.2.0"
+    with kns.entered(ns_path(ns)):
+        with rtnl.Netlink() as nl:
+            vx = nl.link("pnvx")
+            nl.delete_fdb(vx.index, "aa:bb:cc:00:00:02", "172.30.0.2")
+            nl.delete_neighbour(vx.index, "10.244.2.0")
+            assert nl.neighbours(vx.index, rtnl.AF_INET) == []

@@ -23,7 +23,7 @@ def cni() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--python", default="", help="Interpreter for the plugins (default: this one).")
 def install_cmd(directory: str, python: str) -> None:
-    """Write the plugin executables (bridge, host-local, loopback, portmap, ptp) into DIRECTORY.
+    """Write the plugin executables (bridge, host-local, loopback, portmap, ptp, podnet) into DIRECTORY.
 
     The same network configs work with these and with the reference plugins.
     """

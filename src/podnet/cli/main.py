@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from ..demo import demo
+from .agent import agent
 from .cni import cni
 
 
@@ -24,6 +25,7 @@ def cli() -> None:
 
 cli.add_command(cni)
 cli.add_command(demo)
+cli.add_command(agent)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ PLUGINS = {
     "loopback": "podnet.plugins.loopback",
     "portmap": "podnet.plugins.portmap",
     "ptp": "podnet.plugins.ptp",
+    "podnet": "podnet.plugins.podnet",
 }
 
 

@@ -25,6 +25,7 @@ NLA_F_NESTED = 0x8000
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 
 AF_UNSPEC, AF_INET, AF_BRIDGE, AF_INET6 = 0, 2, 7, 10
 IFF_UP, IFF_PROMISC = 0x1, 0x100
@@ -35,6 +36,12 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 
 IFLA_LINK_NETNSID = 37
 VETH_INFO_PEER = 1
 IFLA_VLAN_ID = 1
+IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+RTNH_F_ONLINK = 0x4
+RTPROT_PODNET = 158  # routes the node agent owns carry this protocol number
 IFLA_BR_VLAN_FILTERING = 7
 IFLA_BRPORT_MODE = 4  # hairpin
 IFLA_BRIDGE_FLAGS, IFLA_BRIDGE_VLAN_INFO = 0, 2
@@ -54,6 +61,7 @@ _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
+_NDMSG = struct.Struct("=BxxxiHBB")
 
 
 def _align(n: int) -> int:
@@ -381,13 +389,13 @@ class Netlink:
 
     # -- routes ------------------------------------------------------------------------------
     def _route_body(self, dst: str, gateway: str, oif: int, scope: int | None, table: int,
-                    priority: int | None, mtu: int, advmss: int, protocol: int) -> bytes:
+                    priority: int | None, mtu: int, advmss: int, protocol: int, flags: int = 0) -> bytes:
         net, _, plen = dst.partition("/")
         family, raw_dst = ip_bytes(net)
         dst_len = int(plen) if plen else (128 if family == AF_INET6 else 32)
         if scope is None:
             scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
-        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 0, protocol, scope, RTN_UNICAST, 0)
+        body = _RTMSG.pack(family, dst_len, 0, 0, table if table < 256 else 0, protocol, scope, RTN_UNICAST, flags)
         attrs = attr(RTA_DST, raw_dst) if dst_len else b""
         if gateway:
             attrs += attr(RTA_GATEWAY, ip_bytes(gateway)[1])
@@ -404,8 +412,9 @@ class Netlink:
 
     def add_route(self, dst: str, gateway: str = "", oif: int = 0, *, scope: int | None = None,
                   table: int = RT_TABLE_MAIN, priority: int | None = None, mtu: int = 0, advmss: int = 0,
-                  replace: bool = False) -> None:
-        body = self._route_body(dst, gateway, oif, scope, table, priority, mtu, advmss, RTPROT_BOOT)
+                  replace: bool = False, protocol: int = RTPROT_BOOT, onlink: bool = False) -> None:
+        body = self._route_body(dst, gateway, oif, scope, table, priority, mtu, advmss, protocol,
+                                RTNH_F_ONLINK if onlink else 0)
         self.request(RTM_NEWROUTE, body, NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL))
 
     def delete_route(self, dst: str, gateway: str = "", oif: int = 0, table: int = RT_TABLE_MAIN) -> None:
@@ -434,4 +443,69 @@ class Netlink:
             if RTA_METRICS in a:
                 r.metrics = {k: _u32(v) for k, v in parse_attrs(a[RTA_METRICS]).items()}
             out.append(r)
+        return out
+
+    # -- vxlan, neighbours and the bridge FDB --------------------------------------------------
+    def add_vxlan(self, name: str, vni: int, local: str, port: int, underlay_index: int, mtu: int = 0,
+                  learning: bool = False) -> None:
+        data = (attr_u32(IFLA_VXLAN_ID, vni) + attr(IFLA_VXLAN_LOCAL, ip_bytes(local)[1])
+                + attr(IFLA_VXLAN_PORT, struct.pack("!H", port)) + attr_u8(IFLA_VXLAN_LEARNING, int(learning))
+                + attr_u32(IFLA_VXLAN_LINK, underlay_index))
+        info = attr_str(IFLA_INFO_KIND, "vxlan") + nested(IFLA_INFO_DATA, data)
+        attrs = attr_str(IFLA_IFNAME, name) + nested(IFLA_LINKINFO, info)
+        if mtu:
+            attrs += attr_u32(IFLA_MTU, mtu)
+        self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
+
+    def vxlan_info(self, index: int) -> dict:
+        """VNI, local address and port of a vxlan device (to notice a changed config)."""
+        for body in self.dump(RTM_GETLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0)):
+            if _IFINFOMSG.unpack_from(body)[2] != index:
+                continue
+            info = parse_attrs(parse_attrs(body[_IFINFOMSG.size:]).get(IFLA_LINKINFO, b""))
+            data = parse_attrs(info.get(IFLA_INFO_DATA, b""))
+            out = {}
+            if IFLA_VXLAN_ID in data:
+                out["vni"] = _u32(data[IFLA_VXLAN_ID])
+            if IFLA_VXLAN_LOCAL in data:
+                out["local"] = _ip_str(AF_INET, data[IFLA_VXLAN_LOCAL])
+            if IFLA_VXLAN_PORT in data:
+                out["port"] = struct.unpack("!H", data[IFLA_VXLAN_PORT][:2])[0]
+            return out
+        return {}
+
+    def _neigh(self, msg: int, family: int, index: int, dst: str, mac: str, flags: int, nl_flags: int) -> None:
+        body = _NDMSG.pack(family, index, NUD_PERMANENT, flags, 0)
+        if dst:
+            body += attr(NDA_DST, ip_bytes(dst)[1])
+        if mac:
+            body += attr(NDA_LLADDR, bytes(int(x, 16) for x in mac.split(":")))
+        self.request(msg, body, nl_flags)
+
+    def set_neighbour(self, index: int, ip: str, mac: str) -> None:
+        """A permanent ARP/ND entry (`ip neigh replace IP lladdr MAC dev X nud permanent`)."""
+        family = AF_INET6 if ":" in ip else AF_INET
+        self._neigh(RTM_NEWNEIGH, family, index, ip, mac, 0, NLM_F_CREATE | NLM_F_REPLACE)
+
+    def delete_neighbour(self, index: int, ip: str) -> None:
+        self._neigh(RTM_DELNEIGH, AF_INET6 if ":" in ip else AF_INET, index, ip, "", 0, 0)
+
+    def set_fdb(self, index: int, mac: str, dst: str) -> None:
+        """`bridge fdb replace MAC dev X dst DST self permanent` (where a vxlan sends MAC)."""
+        self._neigh(RTM_NEWNEIGH, AF_BRIDGE, index, dst, mac, NTF_SELF, NLM_F_CREATE | NLM_F_REPLACE)
+
+    def delete_fdb(self, index: int, mac: str, dst: str) -> None:
+        self._neigh(RTM_DELNEIGH, AF_BRIDGE, index, dst, mac, NTF_SELF, 0)
+
+    def neighbours(self, index: int, family: int) -> list[tuple[str, str, int]]:
+        """(ip, mac, state) of one device's neighbours; for AF_BRIDGE, (dst, mac, state) FDB rows."""
+        out = []
+        for body in self.dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
+            fam, idx, state, _, _ = _NDMSG.unpack_from(body)
+            if idx != index or fam != family:
+                continue
+            a = parse_attrs(body[_NDMSG.size:])
+            dst = a.get(NDA_DST)
+            ip = _ip_str(AF_INET6 if dst and len(dst) == 16 else AF_INET, dst) if dst else ""
+            out.append((ip, _mac(a[NDA_LLADDR]) if NDA_LLADDR in a else "", state))
         return out

@@ -1,0 +1,217 @@
+"""`podnet agent`: one per node. Holds the node's subnet lease, programs the backend, masquerades
+egress, and serves CNI requests for the node's pods. Everything it does is reconciled from the
+store, so a restarted agent converges to the same state, and pods keep their connectivity while
+it is down (the kernel state it made stays)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from ..api import cluster
+from ..api.errors import ValidationError
+from ..cni.install import install
+from ..kernel import nft, rtnl
+from ..store import Compacted, Store, StoreError, open_store
+from . import backend, leases, render
+from .cniserver import CNIServer, DelegateConfig
+
+CONFIG_KEY = "/podnet/config"
+NODES = "/podnet/nodes/"
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def read_subnet_env(path: str) -> dict[str, str]:
+    try:
+        with open(path) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return {}
+
+
+def write_atomic(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class Agent:
+    def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 20,
+                 masquerade: bool = True) -> None:
+        self.node = node
+        self.store_url = store_url
+        self.iface = iface
+        self.state_dir = state_dir
+        self.ttl = ttl
+        self.masquerade = masquerade
+        self.stop = threading.Event()
+        self.socket_path = os.path.join(state_dir, "cni.sock")
+        self.subnet_env = os.path.join(state_dir, "subnet.env")
+        self.conflist = os.path.join(state_dir, "net.d", "10-podnet.conflist")
+        self.bin_dir = os.path.join(state_dir, "bin")
+        self.store: Store
+        self.cfg: cluster.ClusterConfig
+        self.lease: leases.Lease
+        self._applied_masq = ""
+
+    # -- setup -----------------------------------------------------------------------------
+    def wait_config(self) -> cluster.ClusterConfig:
+        announced = False
+        while not self.stop.is_set():
+            kv = self.store.get(CONFIG_KEY)
+            if kv is not None:
+                return cluster.parse(kv.value)  # a bad config is fatal: ValidationError names the field
+            if not announced:
+                log(f"waiting for the cluster config at {CONFIG_KEY}")
+                announced = True
+            self.stop.wait(1)
+        raise SystemExit(0)
+
+    def setup_backend(self, nl: rtnl.Netlink) -> None:
+        """Backend device and lease for the current config (also after a backend switch)."""
+        under, public_ip = backend.underlay(nl, self.iface)
+        self.under, self.public_ip = under, public_ip
+        self.vx = None
+        data: dict = {}
+        if self.cfg.backend == "vxlan":
+            self.vx = backend.ensure_vxlan(nl, self.cfg, None, under, public_ip)
+            data = {"VtepMAC": self.vx.mac, "VNI": self.cfg.vni}
+        else:
+            backend.remove_vxlan_devices(nl)
+        previous = None
+        env = read_subnet_env(self.subnet_env)
+        if env.get("PODNET_SUBNET"):
+            try:
+                previous = ipaddress.ip_interface(env["PODNET_SUBNET"]).network
+            except ValueError:
+                previous = None
+        self.lease = leases.acquire(self.store, self.cfg, self.node, public_ip, data, self.ttl, previous)
+        if self.vx is not None:
+            self.vx = backend.ensure_vxlan(nl, self.cfg, self.lease.subnet, under, public_ip)
+        mtu = render.pod_mtu(self.cfg, under.mtu)
+        gateway = self.lease.subnet.network_address + 1
+        write_atomic(self.subnet_env, "".join(f"{k}={v}\n" for k, v in (
+            ("PODNET_NETWORK", self.cfg.network), ("PODNET_SUBNET", f"{gateway}/{self.lease.subnet.prefixlen}"),
+            ("PODNET_MTU", mtu), ("PODNET_IPMASQ", str(self.masquerade).lower()), ("PODNET_BACKEND", self.cfg.backend))))
+        write_atomic(self.conflist, json.dumps({"cniVersion": "1.0.0", "name": "podnet",
+                                                "plugins": [{"type": "podnet", "socket": self.socket_path}]}, indent=2) + "\n")
+        self.server.delegate = DelegateConfig(str(self.lease.subnet), mtu, os.path.join(self.state_dir, "ipam"), self.bin_dir)
+        log(f"lease {self.lease.subnet} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
+
+    def put_node(self) -> None:
+        key = NODES + self.node
+        kv = self.store.get(key)
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if kv is not None:
+            try:
+                created = json.loads(kv.value)["metadata"].get("creationTimestamp", created)
+            except (ValueError, KeyError):
+                pass
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}, "creationTimestamp": created},
+            "spec": {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
+                "conditions": [{"type": "Ready", "status": "True",
+                                "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
+                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist},
+            },
+        }
+        self.store.put(key, json.dumps(node))
+
+    # -- the loop --------------------------------------------------------------------------
+    def reconcile(self, nl: rtnl.Netlink) -> None:
+        all_leases, _ = leases.all_leases(self.store)
+        if not any(l.node == self.node for l in all_leases):
+            log("our lease is gone (expired or deleted): acquiring again")
+            self.setup_backend(nl)
+            all_leases, _ = leases.all_leases(self.store)
+        desired = render.render(self.cfg, self.lease, all_leases)
+        changed = backend.apply(nl, self.cfg, desired, self.under, self.vx)
+        if any(changed.values()):
+            log(f"reconciled: {changed}")
+        if self.masquerade:
+            cmds = render.masquerade_rules(str(self.cfg.network))
+            text = json.dumps(cmds)
+            if text != self._applied_masq:
+                nft.run(cmds)
+                self._applied_masq = text
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        os.makedirs(self.state_dir, exist_ok=True)
+        install(self.bin_dir)
+        self.store = open_store(self.store_url)
+        self.cfg = self.wait_config()
+        nl = rtnl.Netlink()
+        backend.enable_forwarding()
+        self.server = CNIServer(self.socket_path)
+        self.setup_backend(nl)
+        self.server.start()
+        self.put_node()
+        _, rev = self.store.list("/podnet/")
+        self.reconcile(nl)
+        last_keepalive = last_heartbeat = last_resync = time.monotonic()
+        log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
+        while not self.stop.is_set():
+            try:
+                events = self.store.watch("/podnet/", rev, 1.0)
+            except Compacted:
+                events, (_, rev) = [], self.store.list("/podnet/")
+            except StoreError as e:
+                log(f"store unavailable: {e}; retrying")
+                self.stop.wait(1)
+                continue
+            now = time.monotonic()
+            if events:
+                rev = events[-1].revision
+            if any(e.key == CONFIG_KEY for e in events):
+                self.on_config_change(nl)
+            relevant = any(e.key.startswith(leases.PREFIX) for e in events)
+            if now - last_keepalive >= self.ttl / 3:
+                if not self.store.keepalive(self.lease.lease_id):
+                    log("lease keepalive failed: the lease expired")
+                    relevant = True
+                last_keepalive = now
+            if now - last_heartbeat >= 5:
+                self.put_node()
+                last_heartbeat = now
+            if relevant or now - last_resync >= 10:
+                self.reconcile(nl)
+                last_resync = now
+        log("agent stopping (kernel state and lease are kept for the next start)")
+        self.server.shutdown()
+        self.server.server_close()
+
+    def on_config_change(self, nl: rtnl.Netlink) -> None:
+        kv = self.store.get(CONFIG_KEY)
+        if kv is None:
+            return
+        try:
+            new = cluster.parse(kv.value)
+        except ValidationError as e:
+            log(f"ignoring invalid cluster config: {e}")
+            return
+        if new == self.cfg:
+            return
+        if new.network != self.cfg.network or new.subnet_len != self.cfg.subnet_len:
+            log("Network/SubnetLen changed: restart the agents to renumber (existing pods keep their addresses)")
+            return
+        log(f"backend changing from {self.cfg.backend} to {new.backend}")
+        self.cfg = new
+        self.setup_backend(nl)
+        self.put_node()
+        self.reconcile(nl)
+

@@ -1,0 +1,1 @@
+"""Resource models read from Kubernetes-shaped YAML/JSON, with validation that names the field."""
