@@ -8,6 +8,8 @@ from .. import __version__
 from ..demo import demo
 from .agent import agent
 from .cni import cni
+from .lab import lab
+from .resources import apply, delete, exec_, get, logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,12 +22,17 @@ def cli() -> None:
       podnet cni install /opt/cni/bin      write the CNI plugins (bridge, host-local, ...)
       podnet cni run ADD --conf net.conflist --netns /var/run/netns/x --container-id c1
       podnet demo                          two pods on a bridge, a ping, teardown
+      podnet lab up --nodes 3              a 3-node cluster from namespaces
+      podnet apply -f pods.yaml; podnet get pods -o wide; podnet exec POD -- ping ...
     """
 
 
 cli.add_command(cni)
 cli.add_command(demo)
 cli.add_command(agent)
+cli.add_command(lab)
+for command in (apply, delete, get, exec_, logs):
+    cli.add_command(command)
 
 
 def main() -> None:

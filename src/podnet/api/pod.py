@@ -1,0 +1,112 @@
+"""The Pod resource: what podnet reads from a manifest, validated with the field named."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import ValidationError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@dataclass
+class Container:
+    name: str
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Pod:
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    node_name: str
+    containers: list[Container]
+    raw: dict
+
+    @property
+    def key(self) -> str:
+        return f"/podnet/pods/{self.namespace}/{self.name}"
+
+
+def check_name(value: object, field_: str, source: str, pattern=DNS_SUBDOMAIN, limit: int = 253) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field_, "is required and must be a non-empty string", source)
+    if len(value) > limit or not pattern.match(value):
+        raise ValidationError(field_, f"{value!r} must be a lowercase DNS name (a-z, 0-9, '-'; at most {limit} characters)", source)
+    return value
+
+
+def check_labels(labels: object, field_: str, source: str) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise ValidationError(field_, "must be a mapping of strings", source)
+    for k, v in labels.items():
+        if not isinstance(k, str) or not k or len(k) > 316:
+            raise ValidationError(f"{field_}.{k}", "label keys must be non-empty strings", source)
+        if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
+            raise ValidationError(f"{field_}.{k}", f"label value {v!r} must be a string of at most 63 characters "
+                                                   "(alphanumerics, '-', '_', '.')", source)
+    return dict(labels)
+
+
+def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod:
+    if doc.get("apiVersion") != "v1":
+        raise ValidationError("apiVersion", f"a Pod needs apiVersion: v1, not {doc.get('apiVersion')!r}", source)
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        raise ValidationError("metadata", "is required (with at least a name)", source)
+    name = check_name(meta.get("name"), "metadata.name", source)
+    namespace = check_name(meta.get("namespace") or default_namespace, "metadata.namespace", source, DNS_LABEL, 63)
+    labels = check_labels(meta.get("labels"), "metadata.labels", source)
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        raise ValidationError("spec", "is required", source)
+    node_name = spec.get("nodeName") or ""
+    if node_name:
+        check_name(node_name, "spec.nodeName", source)
+    raw_containers = spec.get("containers")
+    if not isinstance(raw_containers, list) or not raw_containers:
+        raise ValidationError("spec.containers", "must list at least one container", source)
+    if len(raw_containers) > 1:
+        raise ValidationError("spec.containers", "podnet runs one process per pod: give one container", source)
+    containers = []
+    for i, c in enumerate(raw_containers):
+        f = f"spec.containers[{i}]"
+        if not isinstance(c, dict):
+            raise ValidationError(f, "must be a mapping", source)
+        cname = check_name(c.get("name"), f"{f}.name", source, DNS_LABEL, 63)
+        command = c.get("command")
+        args = c.get("args") or []
+        if not isinstance(command, list) or not command or not all(isinstance(x, str) for x in command):
+            raise ValidationError(f"{f}.command", "must be a non-empty list of strings, e.g. [\"sleep\", \"3600\"] "
+                                                  "(pods are processes here: there are no images)", source)
+        if not isinstance(args, list) or not all(isinstance(x, str) for x in args):
+            raise ValidationError(f"{f}.args", "must be a list of strings", source)
+        env = {}
+        for j, e in enumerate(c.get("env") or []):
+            if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
+                raise ValidationError(f"{f}.env[{j}].name", "is required", source)
+            env[e["name"]] = str(e.get("value", ""))
+        ports = []
+        for j, p in enumerate(c.get("ports") or []):
+            pf = f"{f}.ports[{j}]"
+            if not isinstance(p, dict):
+                raise ValidationError(pf, "must be a mapping", source)
+            port = p.get("containerPort")
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise ValidationError(f"{pf}.containerPort", f"must be a port number (1-65535), not {port!r}", source)
+            proto = p.get("protocol", "TCP")
+            if proto not in ("TCP", "UDP", "SCTP"):
+                raise ValidationError(f"{pf}.protocol", f"must be TCP, UDP or SCTP, not {proto!r}", source)
+            if "name" in p:
+                check_name(p["name"], f"{pf}.name", source, DNS_LABEL, 15)
+            ports.append({k: v for k, v in (("name", p.get("name")), ("containerPort", port), ("protocol", proto)) if v})
+        containers.append(Container(cname, list(command) + list(args), env, ports))
+    return Pod(name, namespace, labels, node_name, containers, doc)

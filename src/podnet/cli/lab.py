@@ -1,0 +1,49 @@
+"""`podnet lab up|down`: a multi-node cluster out of network namespaces on this machine."""
+
+from __future__ import annotations
+
+import click
+
+from ..lab import topology
+from ..lab.state import LabError, LabState, lab_dir
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"  {msg}")
+
+
+@click.group()
+def lab() -> None:
+    """A multi-node cluster from namespaces: an underlay bridge, one namespace per node running its
+    agent, pods as namespaces with real processes. State lives in $PODNET_LAB_DIR (default
+    /var/lib/podnet/lab)."""
+
+
+@lab.command("up")
+@click.option("--nodes", default=3, show_default=True, help="How many nodes.")
+@click.option("--backend", type=click.Choice(["vxlan", "host-gw"]), default="vxlan", show_default=True)
+@click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
+              help="sqlite: embedded file; etcd: Debian's etcd-server, started on the underlay.")
+@click.option("--name", default="lab", show_default=True, help="Lab name (prefix of its namespaces: pn-NAME-).")
+def up_cmd(nodes: int, backend: str, store_kind: str, name: str) -> None:
+    """Create the lab: underlay, nodes, agents, store; wait until every node holds a subnet."""
+    click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}")
+    try:
+        state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress)
+    except LabError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")
+    _ = state
+
+
+@lab.command("down")
+@click.option("--name", default=None, help="Lab name (default: the one in the lab directory, else 'lab').")
+def down_cmd(name: str | None) -> None:
+    """Remove everything the lab made: pods, nodes, agents, store, namespaces (also after a crash)."""
+    if name is None:
+        try:
+            name = LabState.load().name
+        except LabError:
+            name = "lab"
+    removed = topology.down(name, lab_dir(), _progress)
+    click.echo(f"lab {name} is down ({len(removed)} namespaces removed)")

@@ -1,0 +1,162 @@
+"""Pods in the lab: a namespace wired by CNI through the node's own config (the exec protocol,
+as a container runtime does it), with a real process in it, and a Pod object in the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+from ..api.pod import Pod
+from ..cni.errors import CNIError
+from ..cni.runner import ConfList, Runner, RuntimeConf
+from ..kernel import netns as kns
+from ..store import Store
+from .netns_util import delete_netns, ip, pid_alive
+from .state import LabError, LabState
+
+PODS = "/podnet/pods/"
+LOOPBACK = b'{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}'
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def get_pod(store: Store, namespace: str, name: str) -> dict | None:
+    kv = store.get(f"{PODS}{namespace}/{name}")
+    return json.loads(kv.value) if kv else None
+
+
+def list_pods(state: LabState, store: Store, namespace: str = "default", all_namespaces: bool = False) -> list[dict]:
+    kvs, _ = store.list(PODS if all_namespaces else f"{PODS}{namespace}/")
+    pods = [json.loads(kv.value) for kv in kvs]
+    for p in pods:  # a pod whose process ended is no longer Running
+        pid = int(p["metadata"].get("annotations", {}).get("podnet.io/pid", "0"))
+        if p["status"].get("phase") == "Running" and not pid_alive(pid):
+            p["status"]["phase"] = "Completed"
+            p["status"]["containerStatuses"][0]["ready"] = False
+    return pods
+
+
+def schedule(state: LabState, store: Store, pod: Pod) -> str:
+    names = [n.name for n in state.nodes]
+    if pod.node_name:
+        if pod.node_name not in names:
+            raise LabError(f"{pod.key}: spec.nodeName {pod.node_name!r} is not a node of this lab ({', '.join(names)})")
+        return pod.node_name
+    counts = {n: 0 for n in names}
+    for p in list_pods(state, store, all_namespaces=True):
+        counts[p["spec"].get("nodeName", "")] = counts.get(p["spec"].get("nodeName", ""), 0) + 1
+    return min(names, key=lambda n: (counts.get(n, 0), n))
+
+
+def _runner(state: LabState, node: str) -> tuple[Runner, ConfList]:
+    d = state.node_dir(node)
+    return Runner([os.path.join(d, "bin")], cache_dir=os.path.join(d, "cni-cache")), ConfList.load(os.path.join(d, "net.d", "10-podnet.conflist"))
+
+
+def _runtime(state: LabState, pod_ns: str, namespace: str, name: str, uid: str) -> RuntimeConf:
+    return RuntimeConf(container_id=uid, netns=f"/var/run/netns/{pod_ns}", ifname="eth0",
+                       args=[("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", namespace), ("K8S_POD_NAME", name)])
+
+
+def create_pod(state: LabState, store: Store, pod: Pod) -> dict:
+    """Create and start a pod; on any failure, undo every step (no half-made pod)."""
+    node_name = schedule(state, store, pod)
+    node = state.node(node_name)
+    uid = str(uuid.uuid4())
+    container_id = uid.replace("-", "")
+    pod_ns = state.pod_netns(pod.namespace, pod.name)
+    runner, net = _runner(state, node_name)
+    rt = _runtime(state, pod_ns, pod.namespace, pod.name, container_id)
+    lo = ConfList.parse(LOOPBACK)
+    made_ns = added = False
+    proc = None
+    try:
+        ip("netns", "add", pod_ns)
+        made_ns = True
+        with kns.entered(f"/var/run/netns/{node.netns}"):  # the runtime runs on the node
+            runner.add(lo, RuntimeConf(container_id=container_id, netns=rt.netns, ifname="lo"))
+            result = runner.add(net, rt)
+            added = True
+        pod_ip = result["ips"][0]["address"].split("/")[0]
+        container = pod.containers[0]
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": pod.name,
+               "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_IP": pod_ip, "NODE_NAME": node_name,
+               **container.env}
+        os.makedirs(os.path.dirname(state.pod_log(pod.namespace, pod.name)), exist_ok=True)
+        log = open(state.pod_log(pod.namespace, pod.name), "ab")
+        try:
+            proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *container.command], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except OSError as e:
+            raise LabError(f"{pod.key}: cannot start {container.command[0]!r}: {e.strerror}") from None
+        finally:
+            log.close()
+        obj = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": uid, "labels": pod.labels,
+                         "creationTimestamp": now(),
+                         "annotations": {"podnet.io/netns": pod_ns, "podnet.io/pid": str(proc.pid),
+                                         "podnet.io/container-id": container_id}},
+            "spec": {**{k: v for k, v in pod.raw.get("spec", {}).items()}, "nodeName": node_name},
+            "status": {"phase": "Running", "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": node.ip,
+                       "startTime": now(),
+                       "containerStatuses": [{"name": container.name, "ready": True, "restartCount": 0,
+                                              "state": {"running": {"startedAt": now()}}}]},
+        }
+        if not store.create(pod.key, json.dumps(obj)):
+            raise LabError(f"{pod.key} was created by someone else meanwhile")
+        return obj
+    except BaseException:
+        if proc is not None:
+            _kill(proc.pid)
+        if added:
+            with kns.entered(f"/var/run/netns/{node.netns}"):
+                try:
+                    runner.delete(net, rt)
+                except CNIError:
+                    pass
+        if made_ns:
+            delete_netns(pod_ns)
+        raise
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def delete_pod(state: LabState, store: Store, namespace: str, name: str) -> bool:
+    kv = store.get(f"{PODS}{namespace}/{name}")
+    if kv is None:
+        return False
+    obj = json.loads(kv.value)
+    ann = obj["metadata"].get("annotations", {})
+    pod_ns = ann.get("podnet.io/netns") or state.pod_netns(namespace, name)
+    pid = int(ann.get("podnet.io/pid", "0"))
+    if pid_alive(pid):
+        _kill(pid)
+    node_name = obj["spec"].get("nodeName", "")
+    try:
+        node = state.node(node_name)
+        runner, net = _runner(state, node_name)
+        rt = _runtime(state, pod_ns, namespace, name, ann.get("podnet.io/container-id", ""))
+        with kns.entered(f"/var/run/netns/{node.netns}"):
+            runner.delete(net, rt)
+            runner.delete(ConfList.parse(LOOPBACK), RuntimeConf(container_id=rt.container_id, netns=rt.netns, ifname="lo"))
+    except (LabError, CNIError, OSError):
+        pass  # the node is gone: its pods' addresses went with it
+    delete_netns(pod_ns)
+    store.delete(kv.key)
+    return True

@@ -1,0 +1,36 @@
+"""Reachability between pods, tested with real packets from inside their namespaces."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+
+def ping(src_netns: str, dst_ip: str, timeout: int = 2) -> bool:
+    r = subprocess.run(["ip", "netns", "exec", src_netns, "busybox", "ping", "-c", "1", "-W", str(timeout), dst_ip],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+def tcp_source(src_netns: str, dst_ip: str, port: int, timeout: int = 3) -> str:
+    """Connect to an echo server (podnet.lab.echo); return the source address it saw, '' on failure."""
+    r = subprocess.run(["ip", "netns", "exec", src_netns, "timeout", str(timeout), "busybox", "nc", dst_ip, str(port)],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def matrix(pods: list[dict], check, workers: int = 8) -> dict[tuple[str, str], object]:
+    """check(src_pod, dst_pod) for every ordered pair, in parallel."""
+    pairs = [(a, b) for a in pods for b in pods]
+    with ThreadPoolExecutor(workers) as ex:
+        results = list(ex.map(lambda ab: check(*ab), pairs))
+    return {(a["metadata"]["name"], b["metadata"]["name"]): r for (a, b), r in zip(pairs, results)}
+
+
+def grid(names: list[str], results: dict[tuple[str, str], object], ok=lambda r: bool(r)) -> str:
+    """Rows are sources, columns destinations: '.' reachable, 'X' not (as the e2e netpol tests print)."""
+    width = max(len(n) for n in names)
+    lines = [" " * width + "  " + " ".join(n[-3:].rjust(3) for n in names)]
+    for a in names:
+        lines.append(a.rjust(width) + "  " + " ".join(("  ." if ok(results[(a, b)]) else "  X") for b in names))
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Bringing a lab up and down: underlay, nodes, agents, and the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from ..api import cluster
+from ..kernel import netns as kns
+from ..store import open_store
+from ..store.etcd_server import EtcdServer
+from .netns_util import delete_netns, ip, kill_netns_processes, list_netns, pid_alive
+from .state import UNDERLAY_NET, LabError, LabState, NodeState, ns_prefix
+
+Progress = Callable[[str], None]
+CLUSTER_CIDR = "10.244.0.0/16"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def store_context(state: LabState):
+    """Talking to the lab's store from this thread: etcd lives in the underlay namespace."""
+    return kns.entered(f"/var/run/netns/{state.underlay}")
+
+
+def cluster_config(backend: str) -> str:
+    return cluster.parse({"Network": CLUSTER_CIDR, "SubnetLen": 24, "Backend": {"Type": backend}}).to_json()
+
+
+def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
+       ttl: int = 20) -> LabState:
+    if not 1 <= nodes <= 200:
+        raise LabError("--nodes must be between 1 and 200")
+    if backend not in cluster.BACKENDS:
+        raise LabError(f"--backend must be one of {', '.join(cluster.BACKENDS)}")
+    if store_kind not in ("sqlite", "etcd"):
+        raise LabError("--store must be sqlite or etcd")
+    leftovers = [ns for ns in list_netns() if ns.startswith(ns_prefix(name))]
+    if leftovers or os.path.exists(os.path.join(directory, "lab.json")):
+        raise LabError(f"lab {name!r} is already up (or left over): run `podnet lab down` first")
+    underlay = f"pn-{name}-u"
+    state = LabState(name=name, directory=directory, backend=backend, store_kind=store_kind, store_url="", underlay=underlay)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        progress(f"underlay {underlay}: bridge br0, {UNDERLAY_NET}.0/24")
+        ip("netns", "add", underlay)
+        ip("-n", underlay, "link", "set", "lo", "up")
+        ip("-n", underlay, "link", "add", "br0", "type", "bridge")
+        ip("-n", underlay, "addr", "add", f"{UNDERLAY_NET}.1/24", "dev", "br0")
+        ip("-n", underlay, "link", "set", "br0", "up")
+        if store_kind == "etcd":
+            progress("store: etcd on the underlay")
+            server = EtcdServer(underlay, os.path.join(directory, "etcd"), ip=f"{UNDERLAY_NET}.1").start()
+            state.etcd_pid = server.proc.pid
+            state.store_url = server.url
+        else:
+            state.store_url = f"sqlite://{os.path.join(directory, 'store.db')}"
+            progress(f"store: sqlite at {state.store_url[len('sqlite://'):]}")
+        state.save()
+        with store_context(state):
+            store = open_store(state.store_url)
+            store.put("/podnet/config", cluster_config(backend))
+            store.close()
+        for i in range(1, nodes + 1):
+            add_node(state, f"node{i}", ttl=ttl, progress=progress)
+        wait_ready(state, [n.name for n in state.nodes], progress=progress)
+        return state
+    except BaseException:
+        down(name, directory, _quiet)
+        raise
+
+
+def add_node(state: LabState, node: str, ttl: int = 20, progress: Progress = _quiet) -> NodeState:
+    index = len(state.nodes) + 1
+    ns = f"pn-{state.name}-{node}"
+    node_ip = f"{UNDERLAY_NET}.{10 + index}"
+    progress(f"{node}: namespace {ns}, {node_ip} on the underlay")
+    ip("netns", "add", ns)
+    ip("-n", ns, "link", "set", "lo", "up")
+    ip("-n", state.underlay, "link", "add", f"u-{node}"[:15], "type", "veth", "peer", "name", "eth0", "netns", ns)
+    ip("-n", state.underlay, "link", "set", f"u-{node}"[:15], "master", "br0", "up")
+    ip("-n", ns, "addr", "add", f"{node_ip}/24", "dev", "eth0")
+    ip("-n", ns, "link", "set", "eth0", "up")
+    n = NodeState(node, ns, node_ip)
+    state.nodes.append(n)
+    start_agent(state, n, ttl)
+    state.save()
+    return n
+
+
+def start_agent(state: LabState, node: NodeState, ttl: int = 20) -> None:
+    d = state.node_dir(node.name)
+    os.makedirs(d, exist_ok=True)
+    log = open(os.path.join(d, "agent.log"), "ab")
+    argv = ["ip", "netns", "exec", node.netns, sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name,
+            "--store", state.store_url, "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    node.agent_pid = proc.pid
+    state.save()
+
+
+def stop_agent(node: NodeState, hard: bool = False) -> None:
+    import signal
+
+    if pid_alive(node.agent_pid):
+        os.kill(node.agent_pid, signal.SIGKILL if hard else signal.SIGTERM)
+        for _ in range(100):
+            try:
+                os.waitpid(node.agent_pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            if not pid_alive(node.agent_pid):
+                break
+            time.sleep(0.05)
+    node.agent_pid = 0
+
+
+def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress: Progress = _quiet) -> None:
+    """Until every node's agent has a lease and has written its Node object."""
+    deadline = time.monotonic() + timeout
+    pending = set(nodes)
+    with store_context(state):
+        store = open_store(state.store_url)
+        while pending and time.monotonic() < deadline:
+            for name in sorted(pending):
+                kv = store.get(f"/podnet/nodes/{name}")
+                if kv and os.path.exists(os.path.join(state.node_dir(name), "cni.sock")):
+                    node = json.loads(kv.value)
+                    progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
+                    pending.discard(name)
+            if pending:
+                dead = [n for n in state.nodes if n.name in pending and not pid_alive(n.agent_pid)]
+                if dead:
+                    log = os.path.join(state.node_dir(dead[0].name), "agent.log")
+                    tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+                    raise LabError(f"the agent of {dead[0].name} exited; its log ends with:\n{tail}")
+                time.sleep(0.1)
+        store.close()
+    if pending:
+        raise LabError(f"nodes not ready after {timeout:g}s: {', '.join(sorted(pending))} (see their agent.log)")
+
+
+def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) -> None:
+    """Take a node out of the lab: its pods, agent, lease and Node object go; others forget it."""
+    from . import pods as pods_mod
+    from ..agent import leases
+
+    node = state.node(node_name)
+    with store_context(state):
+        store = open_store(state.store_url)
+        for pod in pods_mod.list_pods(state, store, all_namespaces=True):
+            if pod["spec"].get("nodeName") == node_name:
+                pods_mod.delete_pod(state, store, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        stop_agent(node)
+        all_leases, _ = leases.all_leases(store)
+        for lease in all_leases:
+            if lease.node == node_name:
+                store.delete(lease.key)
+        store.delete(f"/podnet/nodes/{node_name}")
+        store.close()
+    delete_netns(node.netns)
+    subprocess.run(["ip", "-n", state.underlay, "link", "del", f"u-{node_name}"[:15]], capture_output=True)
+    state.nodes = [n for n in state.nodes if n.name != node_name]
+    state.save()
+    progress(f"{node_name}: removed")
+
+
+def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
+    """Remove everything the lab made, found by name (works after a crash too)."""
+    removed = []
+    state = None
+    try:
+        state = LabState.load(directory)
+    except LabError:
+        pass
+    if state is not None:
+        for n in state.nodes:
+            stop_agent(n, hard=True)
+    prefix = ns_prefix(name)
+    mine = [ns for ns in list_netns() if ns.startswith(prefix)]
+    # pods first, then nodes, the underlay (and etcd in it) last
+    order = sorted(mine, key=lambda ns: (0 if ns.startswith(prefix + "p-") else 2 if ns == prefix + "u" else 1, ns))
+    for ns in order:
+        kill_netns_processes(ns)
+    for ns in order:
+        delete_netns(ns)
+        removed.append(ns)
+        progress(f"deleted namespace {ns}")
+    remove_state(directory)
+    return removed
+
+
+LAB_FILES = ("lab.json", "lab.json.tmp", "store.db", "store.db-wal", "store.db-shm")
+LAB_DIRS = ("nodes", "pods", "etcd")
+
+
+def remove_state(directory: str) -> None:
+    """Delete only what a lab writes in its directory, then the directory if that left it empty."""
+    for f in LAB_FILES:
+        try:
+            os.unlink(os.path.join(directory, f))
+        except FileNotFoundError:
+            pass
+    for d in LAB_DIRS:
+        shutil.rmtree(os.path.join(directory, d), ignore_errors=True)
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
