@@ -48,6 +48,8 @@ class DelegateConfig:
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         raw = self.rfile.read(MAX_REQUEST)
+        if not raw.strip():
+            return  # a liveness probe: connected, sent nothing
         server: CNIServer = self.server  # type: ignore[assignment]
         try:
             req = json.loads(raw)

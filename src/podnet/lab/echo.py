@@ -1,5 +1,6 @@
 """A tiny TCP server for pods: answers each connection with the client's address as it saw it,
-so a test can check that source IPs are preserved between pods (no NAT)."""
+so a test can check that source IPs are preserved between pods (no NAT); then echoes back every
+line it receives, so one long-lived connection can show that it survives (an agent restart...)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def _answer(conn: socket.socket, addr: str) -> None:
     with conn:
         try:
             conn.sendall(f"{addr}\n".encode())
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                conn.sendall(data)
         except OSError:
             pass
 

@@ -14,9 +14,10 @@ def ping(src_netns: str, dst_ip: str, timeout: int = 2) -> bool:
 
 def tcp_source(src_netns: str, dst_ip: str, port: int, timeout: int = 3) -> str:
     """Connect to an echo server (podnet.lab.echo); return the source address it saw, '' on failure."""
-    r = subprocess.run(["ip", "netns", "exec", src_netns, "timeout", str(timeout), "busybox", "nc", dst_ip, str(port)],
-                       capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else ""
+    # `nc -w` closes our side once stdin is done; the server answers with our address first
+    r = subprocess.run(["ip", "netns", "exec", src_netns, "timeout", str(timeout), "busybox", "nc", "-w", "1", dst_ip, str(port)],
+                       capture_output=True, text=True, input="")
+    return r.stdout.split("\n")[0].strip()
 
 
 def matrix(pods: list[dict], check, workers: int = 8) -> dict[tuple[str, str], object]:

@@ -68,9 +68,11 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
             store = open_store(state.store_url)
             store.put("/podnet/config", cluster_config(backend))
             store.close()
+        # One node after the other: each takes the next free subnet, so nodeN gets 10.244.N.0/24
+        # (a predictable lab is easier to learn from; real agents race, and that is fine too).
         for i in range(1, nodes + 1):
             add_node(state, f"node{i}", ttl=ttl, progress=progress)
-        wait_ready(state, [n.name for n in state.nodes], progress=progress)
+            wait_ready(state, [f"node{i}"], progress=progress)
         return state
     except BaseException:
         down(name, directory, _quiet)
@@ -132,7 +134,7 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 kv = store.get(f"/podnet/nodes/{name}")
-                if kv and os.path.exists(os.path.join(state.node_dir(name), "cni.sock")):
+                if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")):
                     node = json.loads(kv.value)
                     progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
                     pending.discard(name)
@@ -146,6 +148,20 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         store.close()
     if pending:
         raise LabError(f"nodes not ready after {timeout:g}s: {', '.join(sorted(pending))} (see their agent.log)")
+
+
+def _listening(path: str) -> bool:
+    """The agent's CNI socket accepts connections (a file left by a killed agent does not)."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) -> None:

@@ -1,0 +1,84 @@
+"""Subnet leases (flannel semantics) on a real store, and the pure backend renderer."""
+
+import ipaddress
+import threading
+
+import pytest
+
+from podnet.agent import leases, render
+from podnet.api import cluster
+from podnet.store import open_store
+
+CFG = cluster.parse({"Network": "10.244.0.0/16", "SubnetLen": 24, "SubnetMax": "10.244.4.0"})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite://{tmp_path}/s.db")
+    yield s
+    s.close()
+
+
+def test_first_free_subnet_then_reuse_by_node(store):
+    a = leases.acquire(store, CFG, "a", "172.31.0.11", {}, 30)
+    b = leases.acquire(store, CFG, "b", "172.31.0.12", {}, 30)
+    assert (str(a.subnet), str(b.subnet)) == ("10.244.1.0/24", "10.244.2.0/24")
+    again = leases.acquire(store, CFG, "a", "172.31.0.11", {"VtepMAC": "x"}, 30)
+    assert again.subnet == a.subnet and again.vtep_mac == "x" and again.lease_id != a.lease_id
+
+
+def test_previous_subnet_is_preferred_after_expiry(store):
+    lease = leases.acquire(store, CFG, "a", "ip", {}, 30, previous=ipaddress.ip_network("10.244.3.0/24"))
+    assert str(lease.subnet) == "10.244.3.0/24"
+
+
+def test_exhaustion_is_a_clear_error(store):
+    for n in range(4):
+        leases.acquire(store, CFG, f"n{n}", "ip", {}, 30)
+    with pytest.raises(leases.LeaseError, match="no free subnet left in 10.244.1.0-10.244.4.0"):
+        leases.acquire(store, CFG, "n9", "ip", {}, 30)
+
+
+def test_racing_nodes_never_share_a_subnet(tmp_path):
+    url = f"sqlite://{tmp_path}/race.db"
+    got, errors = [], []
+
+    def take(n):
+        s = open_store(url)
+        try:
+            got.append(leases.acquire(s, CFG, f"n{n}", "ip", {}, 30).subnet)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(got)) == 4
+
+
+def lease(subnet, node, ip, mac="", btype="vxlan"):
+    return leases.Lease(ipaddress.ip_network(subnet), node, ip, btype, {"VtepMAC": mac} if mac else {})
+
+
+def test_render_vxlan_and_host_gw():
+    me = lease("10.244.1.0/24", "a", "172.31.0.11", "aa:00:00:00:00:01")
+    others = [me, lease("10.244.2.0/24", "b", "172.31.0.12", "aa:00:00:00:00:02"),
+              lease("10.244.3.0/24", "c", "172.31.0.13")]  # c has not published its VTEP yet
+    d = render.render(CFG, me, others)
+    assert d.routes == {("10.244.2.0/24", "10.244.2.0", True)}
+    assert d.neighbours == {("10.244.2.0", "aa:00:00:00:00:02")}
+    assert d.fdb == {("aa:00:00:00:00:02", "172.31.0.12")}
+    hg = cluster.parse({"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}})
+    assert render.render(hg, me, others).routes == {("10.244.2.0/24", "172.31.0.12", False), ("10.244.3.0/24", "172.31.0.13", False)}
+    assert render.pod_mtu(CFG, 1500) == 1450 and render.pod_mtu(hg, 1500) == 1500
+
+
+def test_masquerade_never_touches_pod_to_pod():
+    rule = render.masquerade_rules("10.244.0.0/16")[-1]["add"]["rule"]
+    matches = [e["match"] for e in rule["expr"] if "match" in e]
+    assert matches[0]["op"] == "==" and matches[1]["op"] == "!="
+    assert matches[1]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}

@@ -1,0 +1,66 @@
+"""A lab per test (or per module): unique name, private directory, always torn down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+
+import pytest
+
+from podnet.api.pod import parse_pod
+from podnet.lab import pods as pods_mod
+from podnet.lab import topology
+from podnet.lab.state import LabState
+from podnet.store import open_store
+
+
+class Lab:
+    def __init__(self, state: LabState) -> None:
+        self.state = state
+
+    def store(self):
+        return open_store(self.state.store_url)
+
+    def apply_pod(self, name: str, node: str, namespace: str = "default", labels: dict | None = None) -> dict:
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+               "spec": {"nodeName": node, "containers": [{"name": "echo", "command": [
+                   sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]}]}}
+        with topology.store_context(self.state):
+            store = self.store()
+            try:
+                return pods_mod.create_pod(self.state, store, parse_pod(doc, "test"))
+            finally:
+                store.close()
+
+    def pods(self) -> list[dict]:
+        with topology.store_context(self.state):
+            store = self.store()
+            try:
+                return pods_mod.list_pods(self.state, store, all_namespaces=True)
+            finally:
+                store.close()
+
+
+def _need_tools():
+    if os.geteuid() != 0 or not shutil.which("ip") or not os.path.exists("/bin/busybox"):
+        pytest.skip("the lab needs root, iproute2 and busybox-static")
+
+
+@pytest.fixture
+def make_lab(tmp_path):
+    made = []
+
+    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 20) -> Lab:
+        _need_tools()
+        if store == "etcd" and not shutil.which("etcd"):
+            pytest.skip("etcd-server is not installed")
+        name = "t" + uuid.uuid4().hex[:5]
+        directory = str(tmp_path / name)
+        made.append((name, directory))
+        return Lab(topology.up(name, directory, nodes, backend, store, ttl=ttl))
+
+    yield make
+    for name, directory in made:
+        topology.down(name, directory)
