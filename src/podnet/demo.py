@@ -1,97 +1,83 @@
-"""`podnet demo`: two pods on a bridge inside a private node namespace, a ping, teardown.
+"""`podnet demo`: a 3-node lab, two pods per node, a reachability grid, teardown.
 
-Everything happens in namespaces named pn-demo-*; they are removed at the end, also on
-failure or Ctrl-C. The pods are wired exactly as a container runtime would do it: the
-conflist is run through podnet's libcni-style runner, which executes the plugin binaries.
+Everything lives in namespaces named pn-demo<id>-*, removed at the end (also on failure or
+Ctrl-C). Pods are wired through the CNI exec protocol by the lab's runtime, talking to each
+node's agent; cross-node traffic goes over VXLAN (or host-gw routes with --backend host-gw).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
+import sys
 import tempfile
+import time
 import uuid
 
 import click
 
-from .cni.install import install
-from .cni.runner import ConfList, Runner, RuntimeConf
-from .kernel import netns
-
-
-def _sh(*argv: str, check: bool = True) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=check).stdout
+from .api.pod import parse_pod
+from .lab import pods as pods_mod
+from .lab import probe, topology
 
 
 def _step(text: str) -> None:
     click.secho(f"==> {text}", fg="cyan", bold=True)
 
 
-def run_demo() -> None:
-    tag = uuid.uuid4().hex[:4]
-    node, pods = f"pn-demo-node-{tag}", [f"pn-demo-a-{tag}", f"pn-demo-b-{tag}"]
-    work = tempfile.mkdtemp(prefix="pn-demo-")
-    made: list[str] = []
+def run_demo(backend: str = "vxlan", store_kind: str = "sqlite") -> bool:
+    name = "demo" + uuid.uuid4().hex[:4]
+    directory = tempfile.mkdtemp(prefix="pn-demo-")
     try:
-        _step(f"node namespace {node} and pod namespaces {', '.join(pods)}")
-        for ns in (node, *pods):
-            _sh("ip", "netns", "add", ns)
-            made.append(ns)
-            _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        bindir = os.path.join(work, "bin")
-        install(bindir)
-        _step(f"installed podnet's CNI plugins into {bindir}")
-        conflist = {
-            "cniVersion": "1.0.0", "name": "demo",
-            "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
-                         "ipam": {"type": "host-local", "dataDir": os.path.join(work, "ipam"),
-                                  "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-                        {"type": "portmap", "capabilities": {"portMappings": True}}],
-        }
-        conf_path = os.path.join(work, "demo.conflist")
-        with open(conf_path, "w") as f:
-            json.dump(conflist, f, indent=2)
-        click.echo(json.dumps(conflist, indent=2))
-        net = ConfList.load(conf_path)
-        runner = Runner([bindir], cache_dir=os.path.join(work, "cache"))
-        ips = {}
-        with netns.entered(f"/var/run/netns/{node}"):
-            for i, pod in enumerate(pods):
-                _step(f"CNI ADD {pod} (the way a runtime does it: env + stdin, chained plugins)")
-                rt = RuntimeConf(container_id=f"demo-{i}", netns=f"/var/run/netns/{pod}", ifname="eth0")
-                result = runner.add(net, rt)
-                ips[pod] = result["ips"][0]["address"].split("/")[0]
-                click.echo(f"    {pod}: {result['ips'][0]['address']} via {result['ips'][0]['gateway']}")
-        _step(f"inside {pods[0]}")
-        click.echo(_sh("ip", "-n", pods[0], "-br", "addr") + _sh("ip", "-n", pods[0], "route"))
-        _step("on the node: the bridge and its ports")
-        click.echo(_sh("ip", "-n", node, "-br", "link", "show", "type", "bridge")
-                   + _sh("ip", "-n", node, "-br", "link", "show", "master", "cni0"))
-        _step(f"ping {pods[1]} ({ips[pods[1]]}) from {pods[0]}")
-        ping = subprocess.run(["ip", "netns", "exec", pods[0], "busybox", "ping", "-c", "3", ips[pods[1]]],
-                              capture_output=True, text=True)
-        click.echo(ping.stdout.rstrip())
-        ok = ping.returncode == 0
-        with netns.entered(f"/var/run/netns/{node}"):
-            for i, pod in enumerate(pods):
-                runner.delete(net, RuntimeConf(container_id=f"demo-{i}", netns=f"/var/run/netns/{pod}", ifname="eth0"))
-        _step("CNI DEL both pods: addresses released, veths gone")
-        click.echo("    node links now: " + " ".join(l.split()[0] for l in _sh("ip", "-n", node, "-br", "link").splitlines()))
-        if not ok:
-            raise click.ClickException("the pods could not reach each other")
-        click.secho("demo passed: two pods, one bridge, real packets", fg="green", bold=True)
+        _step(f"lab {name}: 3 nodes, {backend}, {store_kind} store")
+        state = topology.up(name, directory, 3, backend, store_kind, lambda m: click.echo(f"    {m}"))
+        _step("two pods per node, each running a TCP server that replies with the caller's address")
+        with topology.store_context(state):
+            from .store import open_store
+
+            store = open_store(state.store_url)
+            for node in state.nodes:
+                for suffix in "ab":
+                    doc = {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": f"pod-{node.name[-1]}{suffix}", "labels": {"app": "demo"}},
+                           "spec": {"nodeName": node.name, "containers": [{"name": "echo", "command": [
+                               sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]}]}}
+                    obj = pods_mod.create_pod(state, store, parse_pod(doc, "demo"))
+                    click.echo(f"    {obj['metadata']['name']}  {obj['status']['podIP']:<12} on {node.name}")
+            pods = pods_mod.list_pods(state, store)
+            store.close()
+        time.sleep(0.5)
+        names = [p["metadata"]["name"] for p in pods]
+        ip_of = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+
+        def check(a, b):
+            src = a["metadata"]["annotations"]["podnet.io/netns"]
+            return probe.tcp_source(src, b["status"]["podIP"], 8080)
+
+        _step("reachability (rows: from, columns: to; '.' = TCP connect and the server saw the sender's own IP)")
+        results = probe.matrix(pods, check)
+        ok = {pair: src == ip_of[pair[0]] for pair, src in results.items()}
+        click.echo(probe.grid(names, ok))
+        good = sum(ok.values())
+        if good == len(ok):
+            click.secho(f"all {good} pairs reach each other, source IPs preserved (no NAT between pods)", fg="green", bold=True)
+            return True
+        click.secho(f"{len(ok) - good} of {len(ok)} pairs failed", fg="red", bold=True)
+        return False
     finally:
-        for ns in reversed(made):
-            _sh("ip", "netns", "del", ns, check=False)
-        shutil.rmtree(work, ignore_errors=True)
-        _step("teardown: namespaces removed")
+        _step("teardown")
+        removed = topology.down(name, directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        click.echo(f"    {len(removed)} namespaces removed")
 
 
 @click.command("demo")
-def demo() -> None:
-    """Two pods on a bridge in a private node namespace, a ping, teardown (needs root)."""
+@click.option("--backend", type=click.Choice(["vxlan", "host-gw"]), default="vxlan", show_default=True)
+@click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True)
+def demo(backend: str, store_kind: str) -> None:
+    """A 3-node lab, two pods per node, a reachability grid, teardown (needs root)."""
+    import os
+
     if os.geteuid() != 0:
         raise click.ClickException("the demo creates network namespaces: run it as root")
-    run_demo()
+    if not run_demo(backend, store_kind):
+        raise SystemExit(1)

@@ -31,7 +31,7 @@ def matrix(pods: list[dict], check, workers: int = 8) -> dict[tuple[str, str], o
 def grid(names: list[str], results: dict[tuple[str, str], object], ok=lambda r: bool(r)) -> str:
     """Rows are sources, columns destinations: '.' reachable, 'X' not (as the e2e netpol tests print)."""
     width = max(len(n) for n in names)
-    lines = [" " * width + "  " + " ".join(n[-3:].rjust(3) for n in names)]
+    lines = [" " * width + "  " + " ".join(n.rjust(width) for n in names)]
     for a in names:
-        lines.append(a.rjust(width) + "  " + " ".join(("  ." if ok(results[(a, b)]) else "  X") for b in names))
+        lines.append(a.rjust(width) + "  " + " ".join(("." if ok(results[(a, b)]) else "X").rjust(width) for b in names))
     return "\n".join(lines)
