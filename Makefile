@@ -35,6 +35,8 @@ demo: deps venv
 
 bench: deps venv
 	$(PY) bench/cni_latency.py
+	$(PY) bench/agent_cni_latency.py
+	$(PY) bench/pod_network.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

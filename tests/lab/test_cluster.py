@@ -138,3 +138,20 @@ def test_switching_backend_updates_every_node_and_pods_keep_talking(make_lab):
 
     assert wait_for(switched, timeout=10), "not every node switched to host-gw within 10 s"
     assert probe.tcp_source(src, p3["status"]["podIP"], 8080) == p1["status"]["podIP"]
+
+
+def test_egress_leaving_the_cluster_is_masqueraded(make_lab):
+    """A server outside the cluster network (on the underlay) sees the node's IP, not the pod's;
+    it has no route to pod CIDRs, so without masquerade there would be no reply at all."""
+    import sys
+
+    lab = make_lab(2, "vxlan", "sqlite")
+    p = lab.apply_pod("egress", "node2")
+    outside = subprocess.Popen(["ip", "netns", "exec", lab.state.underlay, sys.executable, "-m", "podnet.lab.echo",
+                                "--port", "9090"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        seen = wait_for(lambda: probe.tcp_source(p["metadata"]["annotations"]["podnet.io/netns"], "172.31.0.1", 9090), 5)
+    finally:
+        outside.kill()
+        outside.wait()
+    assert seen == lab.state.node("node2").ip

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Pod-to-pod TCP throughput (iperf3) and time to first reply, against a plain veth pair.
+
+Measured in the same run: a veth pair between two namespaces (the reference), pods on the
+same node, pods on two nodes with host-gw, and pods on two nodes with vxlan (a lab per
+backend, so each gets its own MTU). Then, in the vxlan lab: the time from asking for a pod on
+node2 to the first ping reply it sends to a pod on node1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from podnet.api.pod import parse_pod  # noqa: E402
+from podnet.lab import pods as pods_mod  # noqa: E402
+from podnet.lab import topology  # noqa: E402
+from podnet.store import open_store  # noqa: E402
+
+
+def iperf(server_ns: str, server_ip: str, client_ns: str, seconds: int) -> float:
+    srv = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_ip],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-t", str(seconds), "-J"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+            time.sleep(0.1)  # the server is not listening yet
+        raise SystemExit(f"iperf3 {client_ns} -> {server_ip} failed: {r.stdout[-500:]}{r.stderr[-500:]}")
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def pod(state, store, name, node, command=None):
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"nodeName": node, "containers": [{"name": "c", "command": command or ["sleep", "3600"]}]}}
+    return pods_mod.create_pod(state, store, parse_pod(doc, "bench"))
+
+
+def netns_of(p):
+    return p["metadata"]["annotations"]["podnet.io/netns"]
+
+
+def veth_baseline(tag: str, seconds: int) -> float:
+    a, b = f"pn-{tag}-va", f"pn-{tag}-vb"
+    try:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "-n", a, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", b], check=True)
+        for ns, dev, addr in ((a, "v0", "10.123.0.1/24"), (b, "v1", "10.123.0.2/24")):
+            subprocess.run(["ip", "-n", ns, "addr", "add", addr, "dev", dev], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        return iperf(a, "10.123.0.1", b, seconds)
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-t", "--seconds", type=int, default=3, help="iperf3 duration per case")
+    ap.add_argument("-n", "--first-reply-samples", type=int, default=10)
+    args = ap.parse_args()
+    tag = "b" + uuid.uuid4().hex[:5]
+    rows = [("veth pair (reference)", veth_baseline(tag, args.seconds))]
+    first_reply = []
+    for backend in ("host-gw", "vxlan"):
+        name = f"{tag}{backend[0]}"
+        directory = tempfile.mkdtemp(prefix="pn-bench-")
+        try:
+            state = topology.up(name, directory, 2, backend, "sqlite")
+            store = open_store(state.store_url)
+            server = pod(state, store, "server", "node1")
+            local = pod(state, store, "local", "node1")
+            remote = pod(state, store, "remote", "node2")
+            sip = server["status"]["podIP"]
+            if backend == "host-gw":
+                rows.append(("same node (bridge)", iperf(netns_of(server), sip, netns_of(local), args.seconds)))
+            rows.append((f"cross-node {backend}", iperf(netns_of(server), sip, netns_of(remote), args.seconds)))
+            if backend == "vxlan":
+                for i in range(args.first_reply_samples):
+                    t0 = time.perf_counter()
+                    new = pod(state, store, f"new{i}", "node2")
+                    created = time.perf_counter()
+                    while subprocess.run(["ip", "netns", "exec", netns_of(new), "busybox", "ping", "-c", "1", "-W", "1",
+                                          sip], capture_output=True).returncode != 0:
+                        if time.perf_counter() - t0 > 10:
+                            raise SystemExit("no reply within 10 s")
+                    first_reply.append(((created - t0) * 1000, (time.perf_counter() - t0) * 1000))
+                    pods_mod.delete_pod(state, store, "default", f"new{i}")
+            store.close()
+        finally:
+            topology.down(name, directory)
+    base = rows[0][1]
+    print(f"pod-to-pod TCP throughput, iperf3 {args.seconds} s per case (Gbit/s; higher is better)")
+    for label, gbps in rows:
+        print(f"  {label:<24}{gbps:>8.2f}   {gbps / base:>5.2f}x of veth")
+    made = [c for c, _ in first_reply]
+    total = [t for _, t in first_reply]
+    print(f"pod created on node2 -> first ping reply from a pod on node1 (vxlan), {len(total)} samples (ms):")
+    print(f"  create (CNI ADD via agent + process start)  p50 {statistics.median(made):.1f}   max {max(made):.1f}")
+    print(f"  create + first reply                        p50 {statistics.median(total):.1f}   max {max(total):.1f}")
+
+
+if __name__ == "__main__":
+    main()
