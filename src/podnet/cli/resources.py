@@ -140,7 +140,21 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _emit(items: list[dict], output: str, single: bool) -> bool:
+def _select(items: list[dict], names: tuple[str, ...], kind: str) -> list[dict]:
+    if not names:
+        return items
+    found = {i["metadata"]["name"]: i for i in items}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise click.ClickException(f'{kind}s "{missing[0]}" not found')
+    return [found[n] for n in names]
+
+
+def _emit(items: list[dict], output: str, single: bool, kind: str) -> bool:
+    """json/yaml/name output; False when a table is wanted instead."""
+    if output == "name":
+        click.echo("\n".join(f"{kind}/{i['metadata']['name']}" for i in items))
+        return True
     if output in ("json", "yaml"):
         doc = items[0] if single else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
         click.echo(json.dumps(doc, indent=4) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
@@ -170,14 +184,8 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
     with lab_store() as (state, store):
         if kind in ("nodes", "node", "no"):
             kvs, _ = store.list("/podnet/nodes/")
-            items = [json.loads(kv.value) for kv in kvs]
-            if names:
-                items = [i for i in items if i["metadata"]["name"] in names]
-                _not_found("nodes", names, [i["metadata"]["name"] for i in items])
-            if _emit(items, output or "", len(names) == 1):
-                return
-            if output == "name":
-                click.echo("\n".join(f"node/{i['metadata']['name']}" for i in items))
+            items = _select([json.loads(kv.value) for kv in kvs], names, "node")
+            if _emit(items, output or "", len(names) == 1, "node"):
                 return
             headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
             if output == "wide":
@@ -192,14 +200,8 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
                 rows.append(row)
             click.echo(_table(headers, rows) if rows else "No resources found")
             return
-        items = pods_mod.list_pods(state, store, namespace, all_namespaces)
-        if names:
-            items = [i for i in items if i["metadata"]["name"] in names]
-            _not_found("pods", names, [i["metadata"]["name"] for i in items])
-        if _emit(items, output or "", len(names) == 1):
-            return
-        if output == "name":
-            click.echo("\n".join(f"pod/{i['metadata']['name']}" for i in items))
+        items = _select(pods_mod.list_pods(state, store, namespace, all_namespaces), names, "pod")
+        if _emit(items, output or "", len(names) == 1, "pod"):
             return
         headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         if output == "wide":
@@ -216,12 +218,6 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             rows.append(row)
         where = "" if all_namespaces else f" in {namespace} namespace"
         click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
-
-
-def _not_found(kind: str, wanted: tuple[str, ...], found: list[str]) -> None:
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise click.ClickException(f'{kind} "{missing[0]}" not found')
 
 
 def _pod_netns(namespace: str, name: str) -> str:

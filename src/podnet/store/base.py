@@ -31,6 +31,17 @@ class Event:
     revision: int
 
 
+class WatchIterMixin:
+    """watch_iter() for any backend that implements watch()."""
+
+    def watch_iter(self, prefix: str, after_revision: int, stop=None) -> Iterator[Event]:
+        rev = after_revision
+        while stop is None or not stop.is_set():
+            for ev in self.watch(prefix, rev, 1.0):  # type: ignore[attr-defined]
+                rev = ev.revision
+                yield ev
+
+
 class Store(Protocol):
     def get(self, key: str) -> Optional[KV]: ...
 

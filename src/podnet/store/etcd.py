@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Iterator, Optional
+from typing import Optional
 
-from .base import KV, Compacted, Event, StoreError
+from .base import KV, Compacted, Event, StoreError, WatchIterMixin
 
 
 def _b64(s: str) -> str:
@@ -31,7 +31,7 @@ def _range_end(prefix: str) -> str:
     return base64.b64encode(b"\0").decode()
 
 
-class EtcdStore:
+class EtcdStore(WatchIterMixin):
     def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
         from etcd3gw.client import Etcd3Client
 
@@ -113,13 +113,6 @@ class EtcdStore:
         except requests.exceptions.Timeout:
             pass
         return events
-
-    def watch_iter(self, prefix: str, after_revision: int, stop=None) -> Iterator[Event]:
-        rev = after_revision
-        while stop is None or not stop.is_set():
-            for ev in self.watch(prefix, rev, 1.0):
-                rev = ev.revision
-                yield ev
 
     def grant(self, ttl: int) -> int:
         return int(self._post("lease/grant", {"TTL": ttl, "ID": 0})["ID"])

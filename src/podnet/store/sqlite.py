@@ -11,9 +11,9 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Optional
 
-from .base import KV, Compacted, Event, StoreError
+from .base import KV, Compacted, Event, StoreError, WatchIterMixin
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, create_rev INTEGER NOT NULL,
@@ -27,7 +27,7 @@ KEEP_EVENTS = 20000
 POLL = 0.05
 
 
-class SQLiteStore:
+class SQLiteStore(WatchIterMixin):
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -173,13 +173,6 @@ class SQLiteStore:
             if time.monotonic() >= deadline:
                 return []
             time.sleep(POLL)
-
-    def watch_iter(self, prefix: str, after_revision: int, stop=None) -> Iterator[Event]:
-        rev = after_revision
-        while stop is None or not stop.is_set():
-            for ev in self.watch(prefix, rev, 1.0):
-                rev = ev.revision
-                yield ev
 
     def grant(self, ttl: int) -> int:
         with self._tx() as db:
