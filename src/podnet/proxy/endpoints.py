@@ -1,0 +1,72 @@
+"""EndpointSlices from Services and Pods (what kube-controller-manager's controller computes).
+
+Deterministic: the same inputs give the same JSON, so several agents computing it at once
+converge (the first write wins, the others find nothing to change).
+"""
+
+from __future__ import annotations
+
+import json
+
+SLICES = "/podnet/endpointslices/"
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def pod_ready(pod: dict) -> bool:
+    return pod.get("status", {}).get("phase") == "Running" and bool(pod.get("status", {}).get("podIP"))
+
+
+def resolve_port(pod: dict, target, protocol: str) -> int | None:
+    """A service port's targetPort for one pod: a number as is, a name through the pod's ports."""
+    if isinstance(target, int):
+        return target
+    for c in pod.get("spec", {}).get("containers", []):
+        for p in c.get("ports", []) or []:
+            if p.get("name") == target and p.get("protocol", "TCP") == protocol:
+                return p["containerPort"]
+    return None
+
+
+def compute(svc: dict, pods: list[dict]) -> dict | None:
+    """The EndpointSlice List for a service, or None when it has no selector (or is ExternalName)."""
+    spec = svc["spec"]
+    if spec["type"] == "ExternalName" or not spec.get("selector"):
+        return None
+    ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+    groups: dict[tuple, list[dict]] = {}
+    for pod in sorted(pods, key=lambda p: p.get("status", {}).get("podIP", "")):
+        if pod["metadata"]["namespace"] != ns or not selects(spec["selector"], pod["metadata"].get("labels", {})):
+            continue
+        if not pod_ready(pod):
+            continue
+        ports = []
+        for sp in spec.get("ports", []):
+            resolved = resolve_port(pod, sp["targetPort"], sp["protocol"])
+            if resolved is not None:
+                ports.append((sp["name"], resolved, sp["protocol"]))
+        endpoint = {"addresses": [pod["status"]["podIP"]], "conditions": {"ready": True},
+                    "nodeName": pod["spec"].get("nodeName", ""),
+                    "targetRef": {"kind": "Pod", "namespace": ns, "name": pod["metadata"]["name"]}}
+        hostname = pod["spec"].get("hostname")
+        if hostname and pod["spec"].get("subdomain") == name:
+            endpoint["hostname"] = hostname
+        groups.setdefault(tuple(ports), []).append(endpoint)
+    items = []
+    for i, (ports, endpoints) in enumerate(sorted(groups.items())):
+        items.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"name": f"{name}-{i}", "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
+                      "addressType": "IPv4",
+                      "endpoints": endpoints,
+                      "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports]})
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def key(namespace: str, name: str) -> str:
+    return f"{SLICES}{namespace}/{name}"
+
+
+def dumps(obj: dict) -> str:
+    return json.dumps(obj, sort_keys=True)
