@@ -17,6 +17,8 @@ from ..api import cluster
 from ..api.errors import ValidationError
 from ..cni.install import install
 from ..kernel import nft, rtnl
+from ..proxy import endpoints as ep_mod
+from ..proxy import render as proxy
 from ..store import Compacted, Store, StoreError, open_store
 from . import backend, leases, render
 from .cniserver import CNIServer, DelegateConfig
@@ -63,6 +65,7 @@ class Agent:
         self.cfg: cluster.ClusterConfig
         self.lease: leases.Lease
         self._applied_masq = ""
+        self._proxy_model: proxy.Model | None = None
 
     # -- setup -----------------------------------------------------------------------------
     def wait_config(self) -> cluster.ClusterConfig:
@@ -148,6 +151,36 @@ class Agent:
                 nft.run(cmds)
                 self._applied_masq = text
 
+    def sync_services(self) -> None:
+        """EndpointSlices for every service (written only when they differ), then the proxy
+        ruleset (one transaction; nothing at all when nothing changed)."""
+        services = [json.loads(kv.value) for kv in self.store.list("/podnet/services/")[0]]
+        pods = [json.loads(kv.value) for kv in self.store.list("/podnet/pods/")[0]]
+        slices: dict[tuple[str, str], dict] = {}
+        wanted_keys = set()
+        for svc in services:
+            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+            computed = ep_mod.compute(svc, pods)
+            if computed is None:
+                continue
+            slices[(ns, name)] = computed
+            key = ep_mod.key(ns, name)
+            wanted_keys.add(key)
+            text = ep_mod.dumps(computed)
+            current = self.store.get(key)
+            if current is None or current.value != text:
+                self.store.cas(key, text, current.mod_revision if current else 0)  # losing the race is fine
+        for kv in self.store.list(ep_mod.SLICES)[0]:
+            if kv.key not in wanted_keys:
+                self.store.delete(kv.key, kv.mod_revision)
+        model = proxy.render(services, slices, self.node, str(self.cfg.network))
+        cmds = proxy.full(model) if self._proxy_model is None else proxy.diff(self._proxy_model, model)
+        if cmds:
+            nft.run(cmds)
+            if self._proxy_model is not None:
+                log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
+        self._proxy_model = model
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
@@ -163,6 +196,7 @@ class Agent:
         self.put_node()
         _, rev = self.store.list("/podnet/")
         self.reconcile(nl)
+        self.sync_services()
         last_keepalive = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
@@ -188,8 +222,13 @@ class Agent:
             if now - last_heartbeat >= 5:
                 self.put_node()
                 last_heartbeat = now
+            service_events = any(e.key.startswith(("/podnet/services/", "/podnet/pods/", "/podnet/endpointslices/"))
+                                 for e in events)
             if relevant or now - last_resync >= 10:
                 self.reconcile(nl)
+            if service_events or now - last_resync >= 10:
+                self.sync_services()
+            if now - last_resync >= 10:
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")
         self.server.shutdown()

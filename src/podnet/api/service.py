@@ -114,7 +114,7 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
         if value not in ("Cluster", "Local"):
             raise ValidationError(f"spec.{field_}", f"must be Cluster or Local, not {value!r}", source)
         if allowed_types and stype not in allowed_types:
-            raise ValidationError(f"spec.{field_}", f"only applies to NodePort and LoadBalancer services", source)
+            raise ValidationError(f"spec.{field_}", "only applies to NodePort and LoadBalancer services", source)
         out_spec[field_] = value
     return _service(name, namespace, labels, out_spec, doc)
 

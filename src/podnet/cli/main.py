@@ -9,7 +9,7 @@ from ..demo import demo
 from .agent import agent
 from .cni import cni
 from .lab import lab
-from .resources import apply, delete, exec_, get, logs
+from .resources import apply, delete, exec_, get, logs, scale
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +31,7 @@ cli.add_command(cni)
 cli.add_command(demo)
 cli.add_command(agent)
 cli.add_command(lab)
-for command in (apply, delete, get, exec_, logs):
+for command in (apply, delete, get, exec_, logs, scale):
     cli.add_command(command)
 
 

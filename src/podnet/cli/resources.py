@@ -14,8 +14,11 @@ import yaml
 
 from ..api.errors import ValidationError
 from ..api.manifest import load_file
+from ..api.deployment import parse_deployment
 from ..api.pod import Pod, parse_pod
+from ..api.service import parse_service
 from ..lab import pods as pods_mod
+from ..lab import workloads
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
 from ..store import open_store
@@ -35,91 +38,140 @@ def lab_store():
             store.close()
 
 
-def _parse_all(files: tuple[str, ...], namespace: str) -> list[Pod]:
-    """Every document of every file, validated before anything is applied."""
-    pods = []
+KINDS = {"pod": "Pod", "pods": "Pod", "po": "Pod", "service": "Service", "services": "Service", "svc": "Service",
+         "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment"}
+
+
+def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object]]:
+    """Every document of every file as (kind, parsed object), validated before anything is applied."""
+    out: list[tuple[str, object]] = []
+    seen = set()
     for path in files:
         for i, doc in enumerate(load_file(path)):
             where = f"{path} (document {i + 1})"
             kind = doc.get("kind")
-            if kind != "Pod":
-                raise ValidationError("kind", f"{kind!r} is not supported yet (supported: Pod)", where)
-            pods.append(parse_pod(doc, where, namespace))
-    seen = set()
-    for p in pods:
-        if p.key in seen:
-            raise ValidationError("metadata.name", f"pod {p.namespace}/{p.name} appears twice")
-        seen.add(p.key)
-    return pods
+            if kind == "Pod":
+                obj = parse_pod(doc, where, namespace)
+                ident = (kind, obj.namespace, obj.name)
+            elif kind == "Service":
+                obj = parse_service(doc, where, namespace)
+                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            elif kind == "Deployment":
+                obj = parse_deployment(doc, where, namespace)
+                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            else:
+                raise ValidationError("kind", f"{kind!r} is not supported (supported: Pod, Service, Deployment)", where)
+            if ident in seen:
+                raise ValidationError("metadata.name", f"{kind} {ident[1]}/{ident[2]} appears twice", where)
+            seen.add(ident)
+            out.append((kind, obj))
+    return out
 
 
 @click.command("apply")
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifest file (YAML or JSON; '-' for stdin).")
 @click.option("-n", "--namespace", default="default", show_default=True)
 def apply(files: tuple[str, ...], namespace: str) -> None:
-    """Create the pods a manifest describes (or update their labels). All documents are checked
-    first: one bad document means nothing is applied."""
+    """Create or update Pods, Services and Deployments. All documents are checked first: one bad
+    document means nothing is applied. Services come first, so pods see them in their environment."""
     try:
         wanted = _parse_all(files, namespace)
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
+    order = {"Service": 0, "Deployment": 1, "Pod": 1}
+    wanted.sort(key=lambda kv: order[kv[0]])
     with lab_store() as (state, store):
-        for pod in wanted:
-            if pod.node_name:
+        for kind, obj in wanted:
+            if kind == "Pod" and obj.node_name:
                 try:
-                    state.node(pod.node_name)
+                    state.node(obj.node_name)
                 except LabError as e:
-                    raise click.ClickException(f"{pod.namespace}/{pod.name}: spec.nodeName: {e}") from None
+                    raise click.ClickException(f"{obj.namespace}/{obj.name}: spec.nodeName: {e}") from None
         failed = False
-        for pod in wanted:
-            current = pods_mod.get_pod(store, pod.namespace, pod.name)
-            if current is not None:
-                if current["metadata"].get("labels", {}) == pod.labels:
-                    click.echo(f"pod/{pod.name} unchanged")
-                    continue
-                current["metadata"]["labels"] = pod.labels
-                store.put(pod.key, json.dumps(current))
-                click.echo(f"pod/{pod.name} configured")
-                continue
+        for kind, obj in wanted:
             try:
-                pods_mod.create_pod(state, store, pod)
-                click.echo(f"pod/{pod.name} created")
-            except Exception as e:  # noqa: BLE001 - report, keep going with the other pods, exit 1
-                click.echo(f"Error from server: pod/{pod.name}: {e}", err=True)
+                if kind == "Service":
+                    click.echo(f"service/{obj['metadata']['name']} {workloads.apply_service(store, obj)}")
+                elif kind == "Deployment":
+                    click.echo(f"deployment.apps/{obj['metadata']['name']} {workloads.apply_deployment(state, store, obj)}")
+                else:
+                    click.echo(f"pod/{obj.name} {_apply_pod(state, store, obj)}")
+            except ValidationError as e:
+                click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
+                failed = True
+            except Exception as e:  # noqa: BLE001 - report, keep going with the others, exit 1
+                click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
                 failed = True
         if failed:
             sys.exit(1)
 
 
+def _apply_pod(state, store, pod: Pod) -> str:
+    current = pods_mod.get_pod(store, pod.namespace, pod.name)
+    if current is None:
+        pods_mod.create_pod(state, store, pod)
+        return "created"
+    if current["metadata"].get("labels", {}) == pod.labels:
+        return "unchanged"
+    current["metadata"]["labels"] = pod.labels
+    store.put(pod.key, json.dumps(current))
+    return "configured"
+
+
 @click.command("delete")
-@click.option("-f", "--filename", "files", multiple=True, help="Delete the pods a manifest describes.")
+@click.option("-f", "--filename", "files", multiple=True, help="Delete what a manifest describes.")
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.argument("target", nargs=-1)
 def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> None:
-    """Delete pods: `podnet delete -f FILE` or `podnet delete pod NAME...`."""
-    names: list[tuple[str, str]] = []
+    """Delete objects: `podnet delete -f FILE` or `podnet delete pod|svc|deploy NAME...`."""
+    names: list[tuple[str, str, str]] = []
     try:
-        if files:
-            names = [(p.namespace, p.name) for p in _parse_all(files, namespace)]
+        for kind, obj in _parse_all(files, namespace) if files else []:
+            if kind == "Pod":
+                names.append((kind, obj.namespace, obj.name))
+            else:
+                names.append((kind, obj["metadata"]["namespace"], obj["metadata"]["name"]))
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
     if target:
-        kind, *rest = target
-        if kind not in ("pod", "pods", "po"):
-            raise click.ClickException(f"cannot delete {kind!r}: only pods can be deleted so far")
-        names += [(namespace, n) for n in rest]
+        kind_word, *rest = target
+        if kind_word not in KINDS:
+            raise click.ClickException(f"cannot delete {kind_word!r}: use pod, service or deployment")
+        names += [(KINDS[kind_word], namespace, n) for n in rest]
     if not names:
         raise click.ClickException("nothing to delete: give -f FILE or `pod NAME`")
     with lab_store() as (state, store):
         missing = False
-        for ns, name in names:
-            if pods_mod.delete_pod(state, store, ns, name):
-                click.echo(f'pod "{name}" deleted')
+        for kind, ns, name in names:
+            if kind == "Pod":
+                ok = pods_mod.delete_pod(state, store, ns, name)
+            elif kind == "Service":
+                ok = workloads.delete_service(store, ns, name)
             else:
-                click.echo(f'Error from server (NotFound): pods "{name}" not found', err=True)
+                ok = workloads.delete_deployment(state, store, ns, name)
+            plural = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps"}[kind]
+            if ok:
+                click.echo(f'{kind.lower()} "{name}" deleted')
+            else:
+                click.echo(f'Error from server (NotFound): {plural} "{name}" not found', err=True)
                 missing = True
         if missing:
             sys.exit(1)
+
+
+@click.command("scale")
+@click.argument("target")
+@click.option("--replicas", type=click.IntRange(0, 1000), required=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+def scale(target: str, replicas: int, namespace: str) -> None:
+    """Set a deployment's replicas: podnet scale deployment/web --replicas 5"""
+    kind, _, name = target.partition("/")
+    if kind not in ("deployment", "deploy", "deployments") or not name:
+        raise click.ClickException("give deployment/NAME")
+    with lab_store() as (state, store):
+        if not workloads.scale(state, store, namespace, name, replicas):
+            raise click.ClickException(f'deployments.apps "{name}" not found')
+        click.echo(f"deployment.apps/{name} scaled")
 
 
 def _age(ts: str) -> str:
@@ -174,14 +226,18 @@ def _node_ready(node: dict) -> bool:
 
 
 @click.command("get")
-@click.argument("kind", type=click.Choice(["nodes", "node", "no", "pods", "pod", "po"]))
+@click.argument("kind", type=click.Choice(["nodes", "node", "no", "pods", "pod", "po", "services", "service", "svc",
+                                          "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy"]))
 @click.argument("names", nargs=-1)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", type=click.Choice(["wide", "json", "yaml", "name"]), default=None)
 def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None) -> None:
-    """List nodes or pods (`-o wide` for addresses, `-o json|yaml` for the objects)."""
+    """List nodes, pods, services, endpoints or deployments (`-o wide`, `-o json|yaml`)."""
     with lab_store() as (state, store):
+        if kind in ("services", "service", "svc", "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy"):
+            _get_other(state, store, kind, names, namespace, all_namespaces, output)
+            return
         if kind in ("nodes", "node", "no"):
             kvs, _ = store.list("/podnet/nodes/")
             items = _select([json.loads(kv.value) for kv in kvs], names, "node")
@@ -254,3 +310,55 @@ def logs(namespace: str, tail: int, pod: str) -> None:
     text = open(path, errors="replace").read() if os.path.exists(path) else ""
     lines = text.splitlines()
     click.echo("\n".join(lines[-tail:] if tail >= 0 else lines))
+
+
+def _ports(spec: dict) -> str:
+    return ",".join(f"{p['port']}:{p['nodePort']}/{p['protocol']}" if p.get("nodePort") else f"{p['port']}/{p['protocol']}"
+                    for p in spec.get("ports", [])) or "<none>"
+
+
+def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: bool, output: str | None) -> None:
+    if kind in ("services", "service", "svc"):
+        prefix, word = "/podnet/services/", "service"
+    elif kind in ("deployments", "deployment", "deploy"):
+        prefix, word = workloads.DEPLOYMENTS, "deployment"
+    else:
+        prefix, word = "/podnet/endpointslices/", "endpoints"
+    kvs, _ = store.list(prefix if all_namespaces else f"{prefix}{namespace}/")
+    objs = [json.loads(kv.value) for kv in kvs]
+    if word == "endpoints":  # one row per service, its slices together
+        objs = [{"apiVersion": "v1", "kind": "EndpointSliceList",
+                 "metadata": dict(zip(("namespace", "name"), kv.key[len(prefix):].split("/", 1))), "items": o.get("items", [])}
+                for kv, o in zip(kvs, objs)]
+    items = _select(objs, names, word)
+    if _emit(items, output or "", len(names) == 1, word):
+        return
+    ns_col = ["NAMESPACE"] if all_namespaces else []
+    rows = []
+    if word == "service":
+        headers = ns_col + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if output == "wide" else [])
+        for o in items:
+            spec = o["spec"]
+            ext = ",".join(i["ip"] for i in o.get("status", {}).get("loadBalancer", {}).get("ingress", [])) or \
+                (spec.get("externalName") or ("<pending>" if spec["type"] == "LoadBalancer" else "<none>"))
+            row = ([o["metadata"]["namespace"]] if all_namespaces else []) + [
+                o["metadata"]["name"], spec["type"], spec.get("clusterIP") or "<none>", ext, _ports(spec),
+                _age(o["metadata"].get("creationTimestamp", ""))]
+            if output == "wide":
+                row.append(",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()) or "<none>")
+            rows.append(row)
+    elif word == "deployment":
+        headers = ns_col + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
+        for o in items:
+            pods = workloads.owned_pods(state, store, o)
+            ready = sum(1 for p in pods if p["status"].get("phase") == "Running")
+            rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [
+                o["metadata"]["name"], f"{ready}/{o['spec']['replicas']}", str(len(pods)), str(ready)])
+    else:
+        headers = ns_col + ["NAME", "ENDPOINTS"]
+        for o in items:
+            addrs = [f"{a}:{sl['ports'][0]['port']}" if sl["ports"] else a
+                     for sl in o["items"] for ep in sl["endpoints"] for a in ep["addresses"]]
+            rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [o["metadata"]["name"], ",".join(addrs) or "<none>"])
+    where = "" if all_namespaces else f" in {namespace} namespace"
+    click.echo(_table(headers, rows) if rows else f"No resources found{where}.")

@@ -11,11 +11,13 @@ import time
 import uuid
 
 from ..api.pod import Pod
+from ..api.service import DNS_SERVICE_IP
 from ..cni.errors import CNIError
 from ..cni.runner import ConfList, Runner, RuntimeConf
 from ..kernel import netns as kns
 from ..store import Store
-from .netns_util import delete_netns, ip, pid_alive
+from ..proc import pid_alive
+from .netns_util import delete_netns, ip
 from .state import LabError, LabState
 
 PODS = "/podnet/pods/"
@@ -64,7 +66,43 @@ def _runtime(state: LabState, pod_ns: str, namespace: str, name: str, uid: str) 
                        args=[("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", namespace), ("K8S_POD_NAME", name)])
 
 
-def create_pod(state: LabState, store: Store, pod: Pod) -> dict:
+def service_env(store: Store, namespace: str) -> dict[str, str]:
+    """{SVC}_SERVICE_HOST/_PORT for the services of the namespace that exist now (as kubelet does)."""
+    env: dict[str, str] = {}
+    for kv in store.list(f"/podnet/services/{namespace}/")[0]:
+        svc = json.loads(kv.value)
+        spec = svc["spec"]
+        if spec["type"] == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):
+            continue
+        prefix = svc["metadata"]["name"].upper().replace("-", "_")
+        env[f"{prefix}_SERVICE_HOST"] = spec["clusterIP"]
+        env[f"{prefix}_SERVICE_PORT"] = str(spec["ports"][0]["port"])
+        for p in spec["ports"]:
+            if p["name"]:
+                env[f"{prefix}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p["port"])
+    return env
+
+
+def resolv_conf_path(pod_ns: str) -> str:
+    """`ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over /etc/resolv.conf."""
+    return f"/etc/netns/{pod_ns}/resolv.conf"
+
+
+def write_resolv_conf(pod_ns: str, namespace: str, nameserver: str) -> None:
+    path = resolv_conf_path(pod_ns)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"nameserver {nameserver}\nsearch {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+                "options ndots:5\n")
+
+
+def remove_resolv_conf(pod_ns: str) -> None:
+    import shutil
+
+    shutil.rmtree(os.path.dirname(resolv_conf_path(pod_ns)), ignore_errors=True)
+
+
+def create_pod(state: LabState, store: Store, pod: Pod, owner: dict | None = None) -> dict:
     """Create and start a pod; on any failure, undo every step (no half-made pod)."""
     node_name = schedule(state, store, pod)
     node = state.node(node_name)
@@ -87,7 +125,8 @@ def create_pod(state: LabState, store: Store, pod: Pod) -> dict:
         container = pod.containers[0]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": pod.name,
                "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_IP": pod_ip, "NODE_NAME": node_name,
-               **container.env}
+               **service_env(store, pod.namespace), **container.env}
+        write_resolv_conf(pod_ns, pod.namespace, DNS_SERVICE_IP)
         os.makedirs(os.path.dirname(state.pod_log(pod.namespace, pod.name)), exist_ok=True)
         log = open(state.pod_log(pod.namespace, pod.name), "ab")
         try:
@@ -100,7 +139,7 @@ def create_pod(state: LabState, store: Store, pod: Pod) -> dict:
         obj = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": uid, "labels": pod.labels,
-                         "creationTimestamp": now(),
+                         "creationTimestamp": now(), **({"ownerReferences": [owner]} if owner else {}),
                          "annotations": {"podnet.io/netns": pod_ns, "podnet.io/pid": str(proc.pid),
                                          "podnet.io/container-id": container_id}},
             "spec": {**{k: v for k, v in pod.raw.get("spec", {}).items()}, "nodeName": node_name},
@@ -123,6 +162,7 @@ def create_pod(state: LabState, store: Store, pod: Pod) -> dict:
                     pass
         if made_ns:
             delete_netns(pod_ns)
+            remove_resolv_conf(pod_ns)
         raise
 
 
@@ -158,5 +198,6 @@ def delete_pod(state: LabState, store: Store, namespace: str, name: str) -> bool
     except (LabError, CNIError, OSError):
         pass  # the node is gone: its pods' addresses went with it
     delete_netns(pod_ns)
+    remove_resolv_conf(pod_ns)
     store.delete(kv.key)
     return True

@@ -35,3 +35,31 @@ def grid(names: list[str], results: dict[tuple[str, str], object], ok=lambda r: 
     for a in names:
         lines.append(a.rjust(width) + "  " + " ".join(("." if ok(results[(a, b)]) else "X").rjust(width) for b in names))
     return "\n".join(lines)
+
+
+def tcp_exchange(netns: str, ip: str, port: int, timeout: float = 3.0, send: bytes = b"") -> tuple[str, str, float]:
+    """Connect from inside `netns` (this thread switches into it); return (first line received,
+    error text, seconds). A refused connection shows as 'ConnectionRefusedError' at once."""
+    import socket
+    import time
+
+    from ..kernel import netns as kns
+
+    start = time.monotonic()
+    try:
+        with kns.entered(f"/var/run/netns/{netns}"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with s:
+            s.settimeout(timeout)
+            s.connect((ip, port))
+            if send:
+                s.sendall(send)
+            data = b""
+            while b"\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode(errors="replace").split("\n")[0].strip(), "", time.monotonic() - start
+    except OSError as e:
+        return "", type(e).__name__, time.monotonic() - start

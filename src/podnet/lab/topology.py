@@ -11,10 +11,12 @@ import time
 from typing import Callable
 
 from ..api import cluster
+from ..api.service import LB_POOL
 from ..kernel import netns as kns
 from ..store import open_store
 from ..store.etcd_server import EtcdServer
-from .netns_util import delete_netns, ip, kill_netns_processes, list_netns, pid_alive
+from ..proc import pid_alive
+from .netns_util import delete_netns, ip, kill_netns_processes, list_netns
 from .state import UNDERLAY_NET, LabError, LabState, NodeState, ns_prefix
 
 Progress = Callable[[str], None]
@@ -73,6 +75,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         for i in range(1, nodes + 1):
             add_node(state, f"node{i}", ttl=ttl, progress=progress)
             wait_ready(state, [f"node{i}"], progress=progress)
+        route_lb_pool(state)
+        progress(f"LoadBalancer pool {LB_POOL}: the underlay spreads it over the nodes")
         return state
     except BaseException:
         down(name, directory, _quiet)
@@ -90,6 +94,9 @@ def add_node(state: LabState, node: str, ttl: int = 20, progress: Progress = _qu
     ip("-n", state.underlay, "link", "set", f"u-{node}"[:15], "master", "br0", "up")
     ip("-n", ns, "addr", "add", f"{node_ip}/24", "dev", "eth0")
     ip("-n", ns, "link", "set", "eth0", "up")
+    # Like a real node, a default route (to the underlay, which forwards nothing further): traffic
+    # to a service without endpoints then reaches the proxy's reject instead of "no route".
+    ip("-n", ns, "route", "add", "default", "via", f"{UNDERLAY_NET}.1")
     n = NodeState(node, ns, node_ip)
     state.nodes.append(n)
     start_agent(state, n, ttl)
@@ -164,6 +171,15 @@ def _listening(path: str) -> bool:
         s.close()
 
 
+def route_lb_pool(state: LabState) -> None:
+    """The underlay acts as the external load balancer: ECMP route of the pool to every node."""
+    if not state.nodes:
+        subprocess.run(["ip", "-n", state.underlay, "route", "del", LB_POOL], capture_output=True)
+        return
+    hops = [arg for n in state.nodes for arg in ("nexthop", "via", n.ip)]
+    ip("-n", state.underlay, "route", "replace", LB_POOL, *hops)
+
+
 def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) -> None:
     """Take a node out of the lab: its pods, agent, lease and Node object go; others forget it."""
     from . import pods as pods_mod
@@ -186,6 +202,7 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
     subprocess.run(["ip", "-n", state.underlay, "link", "del", f"u-{node_name}"[:15]], capture_output=True)
     state.nodes = [n for n in state.nodes if n.name != node_name]
     state.save()
+    route_lb_pool(state)
     progress(f"{node_name}: removed")
 
 
@@ -210,6 +227,10 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
         delete_netns(ns)
         removed.append(ns)
         progress(f"deleted namespace {ns}")
+    if os.path.isdir("/etc/netns"):  # pods' resolv.conf files (ip netns exec mounts them)
+        for entry in os.listdir("/etc/netns"):
+            if entry.startswith(prefix):
+                shutil.rmtree(os.path.join("/etc/netns", entry), ignore_errors=True)
     remove_state(directory)
     return removed
 

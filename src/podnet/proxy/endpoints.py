@@ -16,7 +16,9 @@ def selects(selector: dict, labels: dict) -> bool:
 
 
 def pod_ready(pod: dict) -> bool:
-    return pod.get("status", {}).get("phase") == "Running" and bool(pod.get("status", {}).get("podIP"))
+    from ..proc import pod_running
+
+    return pod_running(pod) and bool(pod.get("status", {}).get("podIP"))
 
 
 def resolve_port(pod: dict, target, protocol: str) -> int | None:

@@ -1,0 +1,42 @@
+"""The Deployment resource (apps/v1): replicas of a pod template, selected by labels."""
+
+from __future__ import annotations
+
+from .errors import ValidationError
+from .pod import DNS_LABEL, check_labels, check_name, parse_pod
+
+
+def parse_deployment(doc: dict, source: str, default_namespace: str = "default") -> dict:
+    if doc.get("apiVersion") != "apps/v1":
+        raise ValidationError("apiVersion", f"a Deployment needs apiVersion: apps/v1, not {doc.get('apiVersion')!r}", source)
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        raise ValidationError("metadata", "is required (with at least a name)", source)
+    name = check_name(meta.get("name"), "metadata.name", source, DNS_LABEL, 50)
+    namespace = check_name(meta.get("namespace") or default_namespace, "metadata.namespace", source, DNS_LABEL, 63)
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        raise ValidationError("spec", "is required", source)
+    replicas = spec.get("replicas", 1)
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
+        raise ValidationError("spec.replicas", f"must be an integer from 0 to 1000, not {replicas!r}", source)
+    selector = (spec.get("selector") or {}).get("matchLabels")
+    if not isinstance(selector, dict) or not selector:
+        raise ValidationError("spec.selector.matchLabels", "is required (the labels that pick this deployment's pods)", source)
+    check_labels(selector, "spec.selector.matchLabels", source)
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        raise ValidationError("spec.template", "is required (a pod template)", source)
+    labels = check_labels((template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels", source)
+    if any(labels.get(k) != v for k, v in selector.items()):
+        raise ValidationError("spec.template.metadata.labels", f"must include the selector {selector}", source)
+    probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-x", "labels": labels},
+             "spec": template.get("spec")}
+    try:
+        parse_pod(probe, source, namespace)
+    except ValidationError as e:
+        raise ValidationError(f"spec.template.{e.field}", e.problem, source) from None
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": check_labels(meta.get("labels"), "metadata.labels", source)},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": labels}, "spec": template["spec"]}}}
