@@ -1,10 +1,12 @@
 """A tiny TCP server for pods: answers each connection with the client's address as it saw it,
-so a test can check that source IPs are preserved between pods (no NAT); then echoes back every
+followed by its own pod name, so a test can check that source IPs are preserved between pods
+(no NAT) and which endpoint a service picked; then echoes back every
 line it receives, so one long-lived connection can show that it survives (an agent restart...)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import threading
 
@@ -22,7 +24,7 @@ def serve(port: int) -> None:
 def _answer(conn: socket.socket, addr: str) -> None:
     with conn:
         try:
-            conn.sendall(f"{addr}\n".encode())
+            conn.sendall(f"{addr} {os.environ.get('POD_NAME', '')}".rstrip().encode() + b"\n")
             while True:
                 data = conn.recv(4096)
                 if not data:

@@ -17,7 +17,8 @@ def tcp_source(src_netns: str, dst_ip: str, port: int, timeout: int = 3) -> str:
     # `nc -w` closes our side once stdin is done; the server answers with our address first
     r = subprocess.run(["ip", "netns", "exec", src_netns, "timeout", str(timeout), "busybox", "nc", "-w", "1", dst_ip, str(port)],
                        capture_output=True, text=True, input="")
-    return r.stdout.split("\n")[0].strip()
+    words = r.stdout.split("\n")[0].split()
+    return words[0] if words else ""
 
 
 def matrix(pods: list[dict], check, workers: int = 8) -> dict[tuple[str, str], object]:

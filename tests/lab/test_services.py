@@ -1,0 +1,191 @@
+"""Services in a 3-node lab: ClusterIP, NodePort from every node, LoadBalancer, spreading,
+affinity, traffic policies, endpoints following a deployment's scale, hairpin, reject."""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import time
+
+import pytest
+
+from podnet.api.deployment import parse_deployment
+from podnet.api.pod import parse_pod
+from podnet.api.service import parse_service
+from podnet.lab import pods as pods_mod
+from podnet.lab import probe, topology, workloads
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+ECHO = [sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]
+
+
+def service(name, selector, **spec):
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": "http"}], **spec}}
+    return parse_service(doc, "test")
+
+
+def deployment(name, replicas):
+    return parse_deployment({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                                      "template": {"metadata": {"labels": {"app": name}},
+                                                   "spec": {"containers": [{"name": "echo", "command": ECHO,
+                                                                            "ports": [{"name": "http", "containerPort": 8080}]}]}}}},
+                            "test")
+
+
+class Cluster:
+    def __init__(self, lab):
+        self.lab, self.state = lab, lab.state
+
+    def __enter__(self):
+        self.ctx = topology.store_context(self.state)
+        self.ctx.__enter__()
+        self.store = self.lab.store()
+        return self
+
+    def __exit__(self, *exc):
+        self.store.close()
+        self.ctx.__exit__(*exc)
+
+    def svc(self, s):
+        workloads.apply_service(self.store, s)
+        return json.loads(self.store.get(f"/podnet/services/default/{s['metadata']['name']}").value)
+
+    def pod(self, name, node, labels):
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+               "spec": {"nodeName": node, "containers": [{"name": "echo", "command": ECHO,
+                                                         "ports": [{"name": "http", "containerPort": 8080}]}]}}
+        return pods_mod.create_pod(self.state, self.store, parse_pod(doc, "test"))
+
+    def endpoints(self, name):
+        kv = self.store.get(f"/podnet/endpointslices/default/{name}")
+        if kv is None:
+            return []
+        return sorted(a for sl in json.loads(kv.value)["items"] for ep in sl["endpoints"] for a in ep["addresses"])
+
+
+def wait_for(pred, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def backends(netns, ip, port, n=30):
+    return collections.Counter(probe.tcp_exchange(netns, ip, port)[0].split(" ")[-1] for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import os
+    import shutil
+    import uuid
+
+    if os.geteuid() != 0 or not shutil.which("nft"):
+        pytest.skip("needs root and nftables")
+    name = "s" + uuid.uuid4().hex[:5]
+    directory = str(tmp_path_factory.mktemp("svc") / name)
+    from tests.lab.conftest import Lab
+
+    lab = Lab(topology.up(name, directory, 3, "vxlan", "sqlite"))
+    try:
+        with Cluster(lab) as c:
+            workloads.apply_deployment(c.state, c.store, deployment("web", 3))
+            c.client = c.pod("client", "node1", {"role": "client"})
+            c.web = c.svc(service("web", {"app": "web"}, type="LoadBalancer"))
+            assert wait_for(lambda: len(c.endpoints("web")) == 3, 5)
+            time.sleep(0.5)
+            yield c
+    finally:
+        topology.down(name, directory)
+
+
+def client_ns(c):
+    return c.client["metadata"]["annotations"]["podnet.io/netns"]
+
+
+def test_cluster_ip_spreads_over_every_endpoint_and_keeps_the_source(cluster):
+    c = cluster
+    seen = backends(client_ns(c), c.web["spec"]["clusterIP"], 80)
+    web_pods = {p["metadata"]["name"] for p in workloads.owned_pods(c.state, c.store, deployment("web", 3))}
+    assert set(seen) == web_pods, seen
+    first, err, _ = probe.tcp_exchange(client_ns(c), c.web["spec"]["clusterIP"], 80)
+    assert first.split()[0] == c.client["status"]["podIP"]  # pod to service: no source NAT
+
+
+def test_node_port_from_every_node_and_load_balancer_from_outside(cluster):
+    c = cluster
+    node_port = c.web["spec"]["ports"][0]["nodePort"]
+    for node in c.state.nodes:
+        got = backends(c.state.underlay, node.ip, node_port, n=12)
+        assert len(got) == 3 and "" not in got, (node.name, got)
+    lb = c.web["status"]["loadBalancer"]["ingress"][0]["ip"]
+    got = backends(c.state.underlay, lb, 80, n=20)
+    assert len(got) == 3 and "" not in got, got
+
+
+def test_session_affinity_pins_a_client(cluster):
+    c = cluster
+    sticky = c.svc(service("sticky", {"app": "web"}, sessionAffinity="ClientIP",
+                           sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}))
+    assert wait_for(lambda: len(c.endpoints("sticky")) == 3, 5)
+    time.sleep(0.3)
+    seen = backends(client_ns(c), sticky["spec"]["clusterIP"], 80, n=20)
+    assert len(seen) == 1 and "" not in seen, seen
+
+
+def test_service_without_endpoints_is_refused_at_once(cluster):
+    c = cluster
+    empty = c.svc(service("empty", {"app": "nothing"}, type="NodePort"))
+    time.sleep(1.5)
+    _, err, took = probe.tcp_exchange(client_ns(c), empty["spec"]["clusterIP"], 80)
+    assert err == "ConnectionRefusedError" and took < 0.5, (err, took)
+    _, err, took = probe.tcp_exchange(c.state.underlay, c.state.nodes[1].ip, empty["spec"]["ports"][0]["nodePort"])
+    assert err == "ConnectionRefusedError" and took < 0.5, (err, took)
+
+
+def test_a_pod_reaches_itself_through_its_service(cluster):
+    c = cluster
+    me = c.pod("selfish", "node2", {"app": "selfish"})
+    svc = c.svc(service("selfish", {"app": "selfish"}))
+    assert wait_for(lambda: c.endpoints("selfish") == [me["status"]["podIP"]], 5)
+    time.sleep(0.5)
+    first, err, _ = probe.tcp_exchange(me["metadata"]["annotations"]["podnet.io/netns"], svc["spec"]["clusterIP"], 80)
+    assert first.endswith("selfish"), (first, err)
+
+
+def test_traffic_policy_local(cluster):
+    c = cluster
+    only = c.pod("local-only", "node3", {"app": "local-only"})
+    svc = c.svc(service("local-only", {"app": "local-only"}, type="NodePort", externalTrafficPolicy="Local"))
+    internal = c.svc(service("local-int", {"app": "local-only"}, internalTrafficPolicy="Local"))
+    assert wait_for(lambda: c.endpoints("local-only") == [only["status"]["podIP"]], 5)
+    time.sleep(1.5)
+    port = svc["spec"]["ports"][0]["nodePort"]
+    first, err, _ = probe.tcp_exchange(c.state.underlay, c.state.node("node3").ip, port)
+    assert first.split() == ["172.31.0.1", "local-only"], (first, err)  # the client's own address: no SNAT
+    _, err, _ = probe.tcp_exchange(c.state.underlay, c.state.node("node1").ip, port, timeout=1)
+    assert err in ("TimeoutError", "timeout"), err  # node1 has no local endpoint: dropped
+    _, err, _ = probe.tcp_exchange(client_ns(c), internal["spec"]["clusterIP"], 80, timeout=1)
+    assert err == "ConnectionRefusedError"  # the client is on node1: no local endpoint there
+
+
+def test_scaling_updates_endpoints_within_two_seconds(cluster):
+    c = cluster
+    dep = deployment("scaled", 2)
+    workloads.apply_deployment(c.state, c.store, dep)
+    svc = c.svc(service("scaled", {"app": "scaled"}))
+    assert wait_for(lambda: len(c.endpoints("scaled")) == 2, 3)
+    for replicas in (5, 1, 3):
+        workloads.scale(c.state, c.store, "default", "scaled", replicas)
+        start = time.monotonic()
+        assert wait_for(lambda: len(c.endpoints("scaled")) == replicas, 2), (replicas, c.endpoints("scaled"))
+        took = time.monotonic() - start
+        assert took < 2
+    time.sleep(1)
+    seen = backends(client_ns(c), svc["spec"]["clusterIP"], 80, n=30)
+    assert len(seen) == 3 and "" not in seen, seen
