@@ -8,6 +8,7 @@ from .. import __version__
 from ..demo import demo
 from .agent import agent
 from .cni import cni
+from .dns import dns
 from .lab import lab
 from .resources import apply, delete, exec_, get, logs, scale
 
@@ -31,6 +32,7 @@ cli.add_command(cni)
 cli.add_command(demo)
 cli.add_command(agent)
 cli.add_command(lab)
+cli.add_command(dns)
 for command in (apply, delete, get, exec_, logs, scale):
     cli.add_command(command)
 

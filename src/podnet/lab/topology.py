@@ -77,6 +77,7 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
             wait_ready(state, [f"node{i}"], progress=progress)
         route_lb_pool(state)
         progress(f"LoadBalancer pool {LB_POOL}: the underlay spreads it over the nodes")
+        start_dns(state, progress)
         return state
     except BaseException:
         down(name, directory, _quiet)
@@ -169,6 +170,48 @@ def _listening(path: str) -> bool:
         return False
     finally:
         s.close()
+
+
+UPSTREAM_NAMES = {"example.test": "192.0.2.10", "upstream.test": "192.0.2.11"}
+
+
+def start_dns(state: LabState, progress: Progress = _quiet) -> None:
+    """Cluster DNS: an upstream resolver on the underlay (dnsmasq, answering a few test names),
+    and the `podnet dns` server as pod kube-system/podnet-dns behind Service kube-dns."""
+    from ..api.pod import parse_pod
+    from ..api.service import DNS_SERVICE_IP, parse_service
+    from . import pods as pods_mod
+    from . import workloads
+
+    dnsmasq = shutil.which("dnsmasq")
+    upstream = ""
+    if dnsmasq:
+        argv = ["ip", "netns", "exec", state.underlay, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
+                "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={UNDERLAY_NET}.1",
+                f"--pid-file={os.path.join(state.directory, 'dnsmasq.pid')}", "--user=root"]
+        argv += [f"--address=/{name}/{ip}" for name, ip in UPSTREAM_NAMES.items()]
+        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        upstream = f"{UNDERLAY_NET}.1:53"
+        progress(f"upstream resolver: dnsmasq on {UNDERLAY_NET}.1 (answers {', '.join(UPSTREAM_NAMES)})")
+    svc = parse_service({"apiVersion": "v1", "kind": "Service",
+                         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+                         "spec": {"clusterIP": DNS_SERVICE_IP, "selector": {"k8s-app": "kube-dns"},
+                                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}, "lab")
+    command = [sys.executable, "-m", "podnet.cli.main", "dns", "--store", state.store_url]
+    if upstream:
+        command += ["--upstream", upstream]
+    pod = parse_pod({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": "podnet-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+                     "spec": {"nodeName": state.nodes[0].name, "containers": [{"name": "dns", "command": command}]}}, "lab")
+    with store_context(state):
+        store = open_store(state.store_url)
+        try:
+            workloads.apply_service(store, svc)
+            pods_mod.create_pod(state, store, pod)
+        finally:
+            store.close()
+    progress(f"cluster DNS: kube-system/kube-dns at {DNS_SERVICE_IP} (pod podnet-dns on {state.nodes[0].name})")
 
 
 def route_lb_pool(state: LabState) -> None:

@@ -1,0 +1,1 @@
+"""Cluster DNS per the kubernetes/dns specification (schema 1.0.1)."""
