@@ -34,11 +34,12 @@ class Lab:
             finally:
                 store.close()
 
-    def pods(self) -> list[dict]:
+    def pods(self, namespace: str = "default") -> list[dict]:
+        """The pods a test made (the lab's own, such as kube-system/podnet-dns, are left out)."""
         with topology.store_context(self.state):
             store = self.store()
             try:
-                return pods_mod.list_pods(self.state, store, all_namespaces=True)
+                return pods_mod.list_pods(self.state, store, namespace)
             finally:
                 store.close()
 
