@@ -34,9 +34,11 @@ demo: deps venv
 	$(VENV)/bin/podnet demo
 
 bench: deps venv
+	@dpkg-query -W -f='$${Status}' dnsperf 2>/dev/null | grep -q 'ok installed' || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null
 	$(PY) bench/cni_latency.py
 	$(PY) bench/agent_cni_latency.py
 	$(PY) bench/pod_network.py
+	$(PY) bench/services.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Service proxy and DNS at scale, each against a reference measured in the same run.
+
+1. Sync: render + apply a full ruleset, then a one-service update (one endpoint gone), at
+   1,000 and 10,000 services x 10 endpoints, in a private namespace.
+2. First-packet connect latency (TCP connect through a ClusterIP, DNATed by the node) with 10
+   and 10,000 services installed: podnet's verdict-map ruleset beside an iptables-style
+   ruleset where the same services are matched by a linear chain (the target service last).
+3. DNS: queries per second (dnsperf) against `podnet dns` and dnsmasq answering the same names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from podnet.kernel import netns as kns  # noqa: E402
+from podnet.proxy import render  # noqa: E402
+
+TARGET_IP, SERVER_IP = "10.96.255.254", "10.201.0.2"
+
+
+def synthetic(n: int, target_endpoint: str | None = None):
+    services, slices = [], {}
+    for i in range(n):
+        name = f"s{i}"
+        ip = TARGET_IP if i == n - 1 else f"10.96.{i // 250}.{i % 250 + 1}"
+        services.append({"metadata": {"name": name, "namespace": "bench"},
+                         "spec": {"type": "ClusterIP", "clusterIP": ip,
+                                  "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}})
+        if i == n - 1 and target_endpoint:
+            eps = [{"addresses": [target_endpoint], "conditions": {"ready": True}, "nodeName": "n"}]
+        else:
+            eps = [{"addresses": [f"10.250.{(i * 10 + k) // 250 % 250}.{(i * 10 + k) % 250 + 1}"], "conditions": {"ready": True},
+                    "nodeName": "n"} for k in range(10)]
+        slices[("bench", name)] = {"items": [{"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}], "endpoints": eps}]}
+    return services, slices
+
+
+def linearize(model: render.Model) -> render.Model:
+    """The same services, dispatched iptables-style: one rule per service port, tried in order."""
+    m = render.Model(chains=dict(model.chains), maps={k: {} for k in model.maps}, sets=dict(model.sets))
+    m.maps["no-endpoint-services"] = dict(model.maps["no-endpoint-services"])
+    rules = []
+    for (ip, proto, port), target in model.maps["service-ips"].items():
+        rules.append([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": ip}},
+                      {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}},
+                      {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": port}},
+                      {"goto": {"target": target}}])
+    rules.sort(key=lambda r: r[0]["match"]["right"] == TARGET_IP)  # the service we connect to comes last
+    m.chains["services-linear"] = rules
+    m.chains["services"] = [[{"jump": {"target": "services-linear"}}]]
+    return m
+
+
+def nft(ns: str, cmds: list) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=json.dumps({"nftables": cmds}).encode(),
+                       capture_output=True)
+    if r.returncode != 0:
+        raise SystemExit(f"nft failed: {r.stderr.decode()[:500]}")
+    return time.perf_counter() - t0
+
+
+def sh(*argv):
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def topology(tag: str) -> tuple[str, str, str]:
+    client, node, server = f"pn-{tag}-c", f"pn-{tag}-n", f"pn-{tag}-s"
+    for ns in (client, node, server):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "-n", node, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", client)
+    sh("ip", "-n", node, "link", "add", "s0", "type", "veth", "peer", "name", "eth0", "netns", server)
+    for ns, dev, addr in ((node, "c0", "10.200.0.1/24"), (client, "eth0", "10.200.0.2/24"),
+                          (node, "s0", "10.201.0.1/24"), (server, "eth0", f"{SERVER_IP}/24")):
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+        sh("ip", "-n", ns, "link", "set", dev, "up")
+    sh("ip", "-n", client, "route", "add", "default", "via", "10.200.0.1")
+    sh("ip", "-n", server, "route", "add", "default", "via", "10.201.0.1")
+    sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    return client, node, server
+
+
+def connect_latency(client: str, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        with kns.entered(f"/var/run/netns/{client}"):
+            s = socket.socket()
+        with s:
+            s.settimeout(2)
+            t0 = time.perf_counter()
+            s.connect((TARGET_IP, 80))
+            out.append((time.perf_counter() - t0) * 1e6)
+    return out
+
+
+def serve(server: str, stop: threading.Event) -> None:
+    with kns.entered(f"/var/run/netns/{server}"):
+        srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((SERVER_IP, 8080))
+    srv.listen(1024)
+    srv.settimeout(0.5)
+    while not stop.is_set():
+        try:
+            conn, _ = srv.accept()
+            conn.close()
+        except OSError:
+            pass
+    srv.close()
+
+
+def dns_qps(tag: str, names: int, seconds: int) -> tuple[float, float] | None:
+    if not shutil.which("dnsperf") or not shutil.which("dnsmasq"):
+        print("  (dnsperf or dnsmasq missing: DNS comparison skipped)")
+        return None
+    from podnet.store import open_store
+
+    ns = f"pn-{tag}-dns"
+    work = tempfile.mkdtemp(prefix="pn-bench-dns-")
+    sh("ip", "netns", "add", ns)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    procs = []
+    try:
+        store = open_store(f"sqlite://{work}/store.db")
+        hosts, queries = [], []
+        for i in range(names):
+            ip = f"10.96.{i // 250}.{i % 250 + 1}"
+            store.put(f"/podnet/services/default/svc{i}", json.dumps(
+                {"metadata": {"name": f"svc{i}", "namespace": "default"},
+                 "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "http", "protocol": "TCP", "port": 80}]}}))
+            hosts.append(f"{ip} svc{i}.default.svc.cluster.local")
+            queries.append(f"svc{i}.default.svc.cluster.local A")
+        open(f"{work}/hosts", "w").write("\n".join(hosts) + "\n")
+        open(f"{work}/queries", "w").write("\n".join(queries) + "\n")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "podnet.cli.main", "dns", "--store",
+                                       f"sqlite://{work}/store.db", "--listen", "127.0.0.1:5300"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                                       "--no-resolv", "--no-hosts", f"--addn-hosts={work}/hosts", "--port=5301",
+                                       "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
+                                       f"--pid-file={work}/dnsmasq.pid", "--cache-size=10000"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(2)
+        result = []
+        for port in (5300, 5301):
+            r = subprocess.run(["ip", "netns", "exec", ns, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", f"{work}/queries",
+                                "-l", str(seconds), "-c", "4", "-q", "200"], capture_output=True, text=True)
+            line = next((l for l in r.stdout.splitlines() if "Queries per second" in l), "")
+            result.append(float(line.split()[-1]) if line else 0.0)
+        return result[0], result[1]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--connects", type=int, default=300)
+    ap.add_argument("--sizes", default="1000,10000")
+    args = ap.parse_args()
+    tag = "b" + uuid.uuid4().hex[:4]
+    client, node, server = topology(tag)
+    stop = threading.Event()
+    srv = threading.Thread(target=serve, args=(server, stop), daemon=True)
+    srv.start()
+    try:
+        print("service proxy sync (services x 10 endpoints; seconds)")
+        print(f"  {'services':>9}{'rules':>9}{'render':>9}{'full apply':>12}{'1-svc render':>14}{'1-svc apply':>13}{'unchanged':>11}")
+        for n in (int(x) for x in args.sizes.split(",")):
+            services, slices = synthetic(n)
+            t0 = time.perf_counter()
+            model = render.render(services, slices, "n", "10.244.0.0/16")
+            t_render = time.perf_counter() - t0
+            t_full = nft(node, render.full(model))
+            slices[("bench", "s0")]["items"][0]["endpoints"].pop()
+            t0 = time.perf_counter()
+            model2 = render.render(services, slices, "n", "10.244.0.0/16")
+            cmds = render.diff(model, model2)
+            t_render2 = time.perf_counter() - t0
+            t_update = nft(node, cmds)
+            unchanged = render.diff(model2, render.render(services, slices, "n", "10.244.0.0/16"))
+            print(f"  {n:>9}{model.rule_count():>9}{t_render:>9.2f}{t_full:>12.2f}{t_render2:>14.2f}{t_update:>13.3f}"
+                  f"{'0 cmds' if not unchanged else str(len(unchanged)) + ' cmds':>11}")
+        print(f"first-packet TCP connect latency through a ClusterIP ({args.connects} connects; microseconds)")
+        print(f"  {'services':>9}{'verdict map p50':>17}{'p95':>8}{'linear chain p50':>18}{'p95':>8}{'ratio p50':>11}")
+        for n in (10, 10000):
+            services, slices = synthetic(n, target_endpoint=SERVER_IP)
+            model = render.render(services, slices, "n", "10.244.0.0/16")
+            row = []
+            for variant in (model, linearize(model)):
+                nft(node, render.full(variant))
+                connect_latency(client, 20)  # warm up
+                lat = connect_latency(client, args.connects)
+                row.append((statistics.median(lat), sorted(lat)[int(0.95 * len(lat))]))
+            print(f"  {n:>9}{row[0][0]:>17.0f}{row[0][1]:>8.0f}{row[1][0]:>18.0f}{row[1][1]:>8.0f}{row[0][0] / row[1][0]:>10.2f}x")
+    finally:
+        stop.set()
+        for ns in (client, node, server):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    qps = dns_qps(tag, 1000, 5)
+    if qps:
+        print("DNS queries per second, 1,000 service names, dnsperf 5 s (higher is better)")
+        print(f"  podnet dns {qps[0]:.0f}   dnsmasq {qps[1]:.0f}   ratio {qps[0] / qps[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
