@@ -80,3 +80,28 @@ def test_nxdomain_versus_nodata(resolver):
 
 def test_outside_the_zone_without_upstream_is_refused(resolver):
     assert ask(resolver, "example.org", "A")[0] == "REFUSED"
+
+
+def test_udp_server_cache_follows_index_changes():
+    from podnet.dns.server import UDPServer
+
+    r = ClusterResolver("cluster.local", None)
+    r.set_index(records.build(SERVICES, SLICES))
+    server = UDPServer(r, "127.0.0.1", 0)
+    server.start()
+    port = server.sock.getsockname()[1]
+
+    def a(name):
+        reply = DNSRecord.parse(DNSRecord.question(name, "A").send("127.0.0.1", port, timeout=2))
+        return RCODE[reply.header.rcode], [str(x.rdata) for x in reply.rr]
+
+    try:
+        assert a("web.default.svc.cluster.local") == ("NOERROR", ["10.96.0.50"])
+        assert a("web.default.svc.cluster.local") == ("NOERROR", ["10.96.0.50"])  # from the cache now
+        assert len(r.cache) >= 1
+        moved = [svc("web", clusterIP="10.96.0.77")] + SERVICES[1:]
+        r.set_index(records.build(moved, SLICES))
+        assert a("web.default.svc.cluster.local") == ("NOERROR", ["10.96.0.77"])  # never a stale answer
+        assert a("elsewhere.example")[0] == "REFUSED"  # not cached, answered from the pool
+    finally:
+        server.sock.close()

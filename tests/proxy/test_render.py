@@ -113,3 +113,31 @@ def test_transactions_are_accepted_by_nft(netns):
     assert chains == set(second.chains)
     nft(render.diff(second, first))  # and back
     nft(render.full(copy.deepcopy(first)))  # a full replace is idempotent
+
+
+@pytest.mark.root
+def test_chunked_fill_equals_a_full_replace(netns):
+    ns = netns.new("nft")
+    pods = [pod(f"p{i}", f"10.244.1.{i + 2}", "node1", f"s{i % 5}") for i in range(20)]
+    services = [svc(f"s{i}") for i in range(5)]
+    for i, s in enumerate(services):
+        s["spec"]["clusterIP"] = f"10.96.1.{i + 1}"
+    model = model_for(services, pods)
+
+    def listing():
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "ip", "podnet_proxy"],
+                             capture_output=True, text=True).stdout
+        items = json.loads(out)["nftables"]
+        chains = sorted(x["chain"]["name"] for x in items if "chain" in x)
+        rules = sorted(json.dumps([x["rule"]["chain"], x["rule"]["expr"]]) for x in items if "rule" in x)
+        maps = sorted(json.dumps([x["map"]["name"], x["map"].get("elem", [])]) for x in items if "map" in x)
+        return chains, rules, maps
+
+    for batch in render.full_chunked(model, chains_per_batch=7):
+        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=json.dumps({"nftables": batch}),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    chunked = listing()
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=json.dumps({"nftables": render.full(model)}),
+                   capture_output=True, text=True, check=True)
+    assert listing() == chunked

@@ -174,10 +174,17 @@ class Agent:
             if kv.key not in wanted_keys:
                 self.store.delete(kv.key, kv.mod_revision)
         model = proxy.render(services, slices, self.node, str(self.cfg.network))
-        cmds = proxy.full(model) if self._proxy_model is None else proxy.diff(self._proxy_model, model)
-        if cmds:
-            nft.run(cmds)
-            if self._proxy_model is not None:
+        if self._proxy_model is None:
+            if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
+                nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
+            else:
+                for batch in proxy.full_chunked(model):  # nothing there yet: fill, then switch on
+                    nft.run(batch)
+            log(f"proxy: full sync ({len(services)} services, {model.rule_count()} rules)")
+        else:
+            cmds = proxy.diff(self._proxy_model, model)
+            if cmds:
+                nft.run(cmds)
                 log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
         self._proxy_model = model
 

@@ -40,10 +40,16 @@ class ClusterResolver(BaseResolver):
         self.upstream = upstream
         self.index = records.build([], {}, zone)
         self.lock = threading.Lock()
+        self.cache: dict[bytes, bytes] = {}  # query bytes after the ID -> answer bytes after the ID
 
     def set_index(self, index: records.Index) -> None:
         with self.lock:
             self.index = index
+            self.cache = {}
+
+    def cacheable(self, qname: str) -> bool:
+        """In-zone answers only change with the index (forwarded ones have their own TTLs)."""
+        return self.index.in_zone(qname) or qname.lower().endswith(".in-addr.arpa.") and self.index.lookup(qname)[0] == "ok"
 
     def soa(self) -> RR:
         return RR(self.zone, QTYPE.SOA, ttl=records.TTL,
@@ -129,6 +135,60 @@ def follow(store: Store, resolver: ClusterResolver, zone: str, stop: threading.E
                 resolver.set_index(index)
 
 
+CACHE_LIMIT = 100_000
+
+
+class UDPServer(threading.Thread):
+    """A single-threaded UDP loop with an answer cache: a repeated in-zone question costs one
+    dict lookup and one sendto. Cache misses are resolved inline; forwarded questions go to a
+    small pool so a slow upstream never stalls the loop. (dnslib's own server starts a thread
+    per packet, which caps it at a few thousand queries per second.)"""
+
+    def __init__(self, resolver: ClusterResolver, host: str, port: int) -> None:
+        super().__init__(name="dns-udp", daemon=True)
+        import socket
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.resolver = resolver
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        self.sock.bind((host, port))
+        self.pool = ThreadPoolExecutor(8, thread_name_prefix="dns-forward")
+
+    def run(self) -> None:
+        sock, resolver = self.sock, self.resolver
+        while True:
+            try:
+                data, addr = sock.recvfrom(4096)
+            except OSError:
+                return
+            if len(data) < 12:
+                continue
+            cached = resolver.cache.get(data[2:])
+            if cached is not None:
+                sock.sendto(data[:2] + cached, addr)
+                continue
+            try:
+                request = DNSRecord.parse(data)
+            except Exception:  # noqa: BLE001 - malformed packet: drop it, as servers do
+                continue
+            qname = str(request.q.qname)
+            if resolver.cacheable(qname):
+                raw = resolver.resolve(request, None).pack()
+                if len(resolver.cache) > CACHE_LIMIT:
+                    resolver.cache = {}
+                resolver.cache[data[2:]] = raw[2:]
+                sock.sendto(raw, addr)
+            else:
+                self.pool.submit(self._answer, request, addr)
+
+    def _answer(self, request: DNSRecord, addr) -> None:
+        try:
+            self.sock.sendto(self.resolver.resolve(request, None).pack(), addr)
+        except OSError:
+            pass
+
+
 def serve(store_url: str, listen: str, zone: str, upstream: str) -> None:
     host, _, port = listen.rpartition(":")
     up = None
@@ -140,18 +200,17 @@ def serve(store_url: str, listen: str, zone: str, upstream: str) -> None:
     stop = threading.Event()
     watcher = threading.Thread(target=follow, args=(store, resolver, zone, stop), daemon=True)
     watcher.start()
-    servers = [DNSServer(resolver, address=host or "0.0.0.0", port=int(port), tcp=tcp, logger=_QuietLogger())
-               for tcp in (False, True)]
-    for s in servers:
-        s.start_thread()
+    udp = UDPServer(resolver, host or "0.0.0.0", int(port))
+    udp.start()
+    tcp = DNSServer(resolver, address=host or "0.0.0.0", port=int(port), tcp=True, logger=_QuietLogger())
+    tcp.start_thread()
     print(f"podnet dns: serving {zone} on {listen} (udp+tcp), upstream {upstream or 'none'}", file=sys.stderr, flush=True)
     try:
-        while all(s.isAlive() for s in servers):
+        while udp.is_alive() and tcp.isAlive():
             time.sleep(1)
     finally:
         stop.set()
-        for s in servers:
-            s.stop()
+        tcp.stop()
 
 
 class _QuietLogger:

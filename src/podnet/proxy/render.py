@@ -76,6 +76,11 @@ def _jump(chain: str) -> dict:
     return {"jump": {"target": chain}}
 
 
+# Set the masquerade mark inline rather than jumping to a shared chain: the same per-packet work,
+# and full syncs stay far cheaper (100k jumps into one chain cost nft seconds at 10k services).
+_MARK = {"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"|": [{"meta": {"key": "mark"}}, MASQ_MARK]}}}
+
+
 def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
@@ -143,7 +148,7 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
             for ip, port, _node in endpoints:
                 ep = _chain_name("ep", f"{ident}/{ip}:{port}")
                 ep_chains[(ip, port)] = ep
-                rules = [[_match(_payload("ip", "saddr"), ip), _jump("mark-for-masquerade")]]
+                rules = [[_match(_payload("ip", "saddr"), ip), _MARK]]
                 if affinity:
                     aff = _chain_name("aff", f"{ident}/{ip}:{port}")[:200]
                     m.sets[aff] = affinity
@@ -165,7 +170,7 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
                     # no masquerade: the client's address reaches the pod
                     m.chains[ext] = [[_goto(local_chain)]] if external else [[{"drop": None}]]
                 else:
-                    m.chains[ext] = [[_jump("mark-for-masquerade")], [_goto(_chain_name("svc-all", ident))]]
+                    m.chains[ext] = [[_MARK], [_goto(_chain_name("svc-all", ident))]]
                     m.chains[_chain_name("svc-all", ident)] = _pick_rules(endpoints, ep_chains, affinity, ident, cluster_cidr,
                                                                           masq_outside=False)
                 for k in external_keys:
@@ -191,7 +196,7 @@ def _endpoints_for(lists: dict, sp: dict) -> list[tuple[str, int, str]]:
 def _pick_rules(endpoints, ep_chains, affinity, ident, cluster_cidr, masq_outside: bool) -> list:
     rules = []
     if masq_outside:  # from the node itself or outside: masquerade, so replies come back through us
-        rules.append([_match(_payload("ip", "saddr"), _prefix(cluster_cidr), "!="), _jump("mark-for-masquerade")])
+        rules.append([_match(_payload("ip", "saddr"), _prefix(cluster_cidr), "!="), _MARK])
     if not endpoints:
         rules.append([{"drop": None}])
         return rules
@@ -231,6 +236,44 @@ def full(model: Model) -> list[dict]:
         if elems:
             cmds.append({"add": {"element": {**_t(), "name": name, "elem": [_elem(k, v) for k, v in sorted(elems.items(), key=str)]}}})
     return cmds
+
+
+LEAF_PREFIXES = ("ep-", "svc-", "local-", "ext-")
+
+
+def full_chunked(model: Model, chains_per_batch: int = 2000) -> list[list[dict]]:
+    """A full ruleset for an *empty* kernel as several transactions, for large clusters.
+
+    nft's cost for one transaction grows faster than linearly with its size (4,000 services in
+    one batch: ~28 s; in chunks of 2,000 chains: ~7 s). Service and endpoint chains are filled
+    in chunks while nothing refers to them, so they are unreachable; the last transaction adds
+    the hooks and map elements that make them live. What traffic sees still changes at once.
+    """
+    setup: list[dict] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}}]
+    for name, timeout in model.sets.items():
+        setup.append({"add": {"set": {**_t(), "name": name, "type": "ipv4_addr", "flags": ["timeout"], "timeout": timeout}}})
+    for name, typ in MAPS.items():
+        setup.append({"add": {"map": {**_t(), "name": name, "type": typ, "map": "verdict"}}})
+    batches = [setup]
+    # endpoint chains first, then the chains that jump to them
+    leaves = sorted((n for n in model.chains if n.startswith(LEAF_PREFIXES)), key=lambda n: (not n.startswith("ep-"), n))
+    for i in range(0, len(leaves), chains_per_batch):
+        batch = []
+        for name in leaves[i:i + chains_per_batch]:
+            batch.append({"add": {"chain": {**_t(), "name": name}}})
+            batch += [{"add": {"rule": {**_t(), "chain": name, "expr": r}}} for r in model.chains[name]]
+        batches.append(batch)
+    final: list[dict] = []
+    rest = [n for n in model.chains if not n.startswith(LEAF_PREFIXES)]
+    for name in rest:
+        final.append({"add": {"chain": {**_t(), "name": name, **({**BASE_CHAINS[name], "policy": "accept"} if name in BASE_CHAINS else {})}}})
+    for name in rest:
+        final += [{"add": {"rule": {**_t(), "chain": name, "expr": r}}} for r in model.chains[name]]
+    for name, elems in model.maps.items():
+        if elems:
+            final.append({"add": {"element": {**_t(), "name": name, "elem": [_elem(k, v) for k, v in sorted(elems.items(), key=str)]}}})
+    batches.append(final)
+    return batches
 
 
 def diff(old: Model, new: Model) -> list[dict]:
