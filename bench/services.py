@@ -207,7 +207,9 @@ def main() -> None:
             model = render.render(services, slices, "n", "10.244.0.0/16")
             row = []
             for variant in (model, linearize(model)):
-                nft(node, render.full(variant))
+                subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
+                for batch in render.full_chunked(variant):
+                    nft(node, batch)
                 connect_latency(client, 20)  # warm up
                 lat = connect_latency(client, args.connects)
                 row.append((statistics.median(lat), sorted(lat)[int(0.95 * len(lat))]))

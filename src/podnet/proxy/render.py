@@ -238,7 +238,7 @@ def full(model: Model) -> list[dict]:
     return cmds
 
 
-LEAF_PREFIXES = ("ep-", "svc-", "local-", "ext-")
+LEAF_PREFIXES = ("ep-", "svc-", "local-", "ext-")  # also matches svc-all-*
 
 
 def full_chunked(model: Model, chains_per_batch: int = 2000) -> list[list[dict]]:
