@@ -190,6 +190,7 @@ def main() -> None:
             t0 = time.perf_counter()
             model = render.render(services, slices, "n", "10.244.0.0/16")
             t_render = time.perf_counter() - t0
+            subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
             t_full = sum(nft(node, batch) for batch in render.full_chunked(model))  # as the agent's first sync
             slices[("bench", "s0")]["items"][0]["endpoints"].pop()
             t0 = time.perf_counter()
