@@ -44,13 +44,14 @@ def test_racing_nodes_never_share_a_subnet(tmp_path):
     got, errors = [], []
 
     def take(n):
-        s = open_store(url)
         try:
-            got.append(leases.acquire(s, CFG, f"n{n}", "ip", {}, 30).subnet)
-        except Exception as e:  # noqa: BLE001
+            s = open_store(url)  # every node opens the fresh store at the same moment
+            try:
+                got.append(leases.acquire(s, CFG, f"n{n}", "ip", {}, 30).subnet)
+            finally:
+                s.close()
+        except Exception as e:  # noqa: BLE001 - recorded, so a dying thread fails the test
             errors.append(e)
-        finally:
-            s.close()
 
     threads = [threading.Thread(target=take, args=(n,)) for n in range(4)]
     for t in threads:

@@ -32,14 +32,30 @@ class SQLiteStore(WatchIterMixin):
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._local = threading.local()
-        self._db().executescript(SCHEMA)
+        self._retry_locked(lambda: self._db().executescript(SCHEMA))
+
+    @staticmethod
+    def _retry_locked(fn, timeout: float = 30.0):
+        """Run fn, retrying while another opener holds the file: switching a fresh database to
+        WAL and creating the schema do not wait on SQLite's busy handler, so first opens racing
+        each other would fail with "database is locked" without this."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     # -- connections: one per thread, WAL, waiting on locks instead of failing ----------------
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            self._retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
         return db
