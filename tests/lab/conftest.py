@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -47,6 +48,20 @@ class Lab:
 def _need_tools():
     if os.geteuid() != 0 or not shutil.which("ip") or not os.path.exists("/bin/busybox"):
         pytest.skip("the lab needs root, iproute2 and busybox-static")
+
+
+@contextlib.contextmanager
+def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] = ("nft",)):
+    """A lab shared by a test module; skipped without root or the tools named in `need`."""
+    if os.geteuid() != 0 or any(shutil.which(tool) is None for tool in need):
+        pytest.skip(f"needs root and {', '.join(need)}")
+    name = prefix + uuid.uuid4().hex[:5]
+    directory = str(tmp_path_factory.mktemp(prefix) / name)
+    lab = Lab(topology.up(name, directory, nodes, "vxlan", "sqlite"))
+    try:
+        yield lab
+    finally:
+        topology.down(name, directory)
 
 
 @pytest.fixture

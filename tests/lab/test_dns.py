@@ -19,19 +19,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def dns_cluster(tmp_path_factory):
-    import os
-    import shutil
-    import uuid
+    from tests.lab.conftest import module_lab
 
-    from podnet.lab import topology
-    from tests.lab.conftest import Lab
-
-    if os.geteuid() != 0 or not shutil.which("dnsmasq"):
-        pytest.skip("needs root and dnsmasq")
-    name = "d" + uuid.uuid4().hex[:5]
-    directory = str(tmp_path_factory.mktemp("dns") / name)
-    lab = Lab(topology.up(name, directory, 2, "vxlan", "sqlite"))
-    try:
+    with module_lab(tmp_path_factory, "d", 2, need=("nft", "dnsmasq")) as lab:
         with Cluster(lab) as c:
             c.web = c.svc(service("web", {"app": "web"}))
             workloads.apply_deployment(c.state, c.store, deployment("web", 2))
@@ -47,8 +37,6 @@ def dns_cluster(tmp_path_factory):
             assert wait_for(lambda: len(c.endpoints("web")) == 2 and c.endpoints("db") == [c.db0["status"]["podIP"]], 5)
             time.sleep(1)
             yield c
-    finally:
-        topology.down(name, directory)
 
 
 def query(c, name, qtype, tcp=False):

@@ -81,27 +81,15 @@ def backends(netns, ip, port, n=30):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    import os
-    import shutil
-    import uuid
+    from tests.lab.conftest import module_lab
 
-    if os.geteuid() != 0 or not shutil.which("nft"):
-        pytest.skip("needs root and nftables")
-    name = "s" + uuid.uuid4().hex[:5]
-    directory = str(tmp_path_factory.mktemp("svc") / name)
-    from tests.lab.conftest import Lab
-
-    lab = Lab(topology.up(name, directory, 3, "vxlan", "sqlite"))
-    try:
-        with Cluster(lab) as c:
-            workloads.apply_deployment(c.state, c.store, deployment("web", 3))
-            c.client = c.pod("client", "node1", {"role": "client"})
-            c.web = c.svc(service("web", {"app": "web"}, type="LoadBalancer"))
-            assert wait_for(lambda: len(c.endpoints("web")) == 3, 5)
-            time.sleep(0.5)
-            yield c
-    finally:
-        topology.down(name, directory)
+    with module_lab(tmp_path_factory, "s", 3) as lab, Cluster(lab) as c:
+        workloads.apply_deployment(c.state, c.store, deployment("web", 3))
+        c.client = c.pod("client", "node1", {"role": "client"})
+        c.web = c.svc(service("web", {"app": "web"}, type="LoadBalancer"))
+        assert wait_for(lambda: len(c.endpoints("web")) == 3, 5)
+        time.sleep(0.5)
+        yield c
 
 
 def client_ns(c):

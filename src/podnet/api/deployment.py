@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from .errors import ValidationError
-from .pod import DNS_LABEL, check_labels, check_name, parse_pod
+from .pod import DNS_LABEL, check_labels, parse_header, parse_pod
 
 
 def parse_deployment(doc: dict, source: str, default_namespace: str = "default") -> dict:
-    if doc.get("apiVersion") != "apps/v1":
-        raise ValidationError("apiVersion", f"a Deployment needs apiVersion: apps/v1, not {doc.get('apiVersion')!r}", source)
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict):
-        raise ValidationError("metadata", "is required (with at least a name)", source)
-    name = check_name(meta.get("name"), "metadata.name", source, DNS_LABEL, 50)
-    namespace = check_name(meta.get("namespace") or default_namespace, "metadata.namespace", source, DNS_LABEL, 63)
-    spec = doc.get("spec")
-    if not isinstance(spec, dict):
-        raise ValidationError("spec", "is required", source)
+    name, namespace, dep_labels, spec = parse_header(doc, source, default_namespace, "Deployment", "apps/v1", DNS_LABEL, 50)
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
         raise ValidationError("spec.replicas", f"must be an integer from 0 to 1000, not {replicas!r}", source)
@@ -37,6 +28,6 @@ def parse_deployment(doc: dict, source: str, default_namespace: str = "default")
     except ValidationError as e:
         raise ValidationError(f"spec.template.{e.field}", e.problem, source) from None
     return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": check_labels(meta.get("labels"), "metadata.labels", source)},
+            "metadata": {"name": name, "namespace": namespace, "labels": dep_labels},
             "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
                      "template": {"metadata": {"labels": labels}, "spec": template["spec"]}}}

@@ -56,18 +56,25 @@ def check_labels(labels: object, field_: str, source: str) -> dict[str, str]:
     return dict(labels)
 
 
-def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod:
-    if doc.get("apiVersion") != "v1":
-        raise ValidationError("apiVersion", f"a Pod needs apiVersion: v1, not {doc.get('apiVersion')!r}", source)
+def parse_header(doc: dict, source: str, default_namespace: str, kind: str, api_version: str,
+                 name_pattern=DNS_SUBDOMAIN, name_limit: int = 253) -> tuple[str, str, dict[str, str], dict]:
+    """apiVersion, metadata (name, namespace, labels) and spec of any resource: (name, ns, labels, spec)."""
+    if doc.get("apiVersion") != api_version:
+        raise ValidationError("apiVersion", f"a {kind} needs apiVersion: {api_version}, not {doc.get('apiVersion')!r}", source)
     meta = doc.get("metadata")
     if not isinstance(meta, dict):
         raise ValidationError("metadata", "is required (with at least a name)", source)
-    name = check_name(meta.get("name"), "metadata.name", source)
+    name = check_name(meta.get("name"), "metadata.name", source, name_pattern, name_limit)
     namespace = check_name(meta.get("namespace") or default_namespace, "metadata.namespace", source, DNS_LABEL, 63)
     labels = check_labels(meta.get("labels"), "metadata.labels", source)
     spec = doc.get("spec")
     if not isinstance(spec, dict):
         raise ValidationError("spec", "is required", source)
+    return name, namespace, labels, spec
+
+
+def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod:
+    name, namespace, labels, spec = parse_header(doc, source, default_namespace, "Pod", "v1")
     node_name = spec.get("nodeName") or ""
     if node_name:
         check_name(node_name, "spec.nodeName", source)

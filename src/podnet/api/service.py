@@ -10,7 +10,7 @@ import random
 
 from ..store import Store
 from .errors import ValidationError
-from .pod import DNS_LABEL, check_labels, check_name
+from .pod import DNS_LABEL, check_labels, check_name, parse_header
 
 SERVICE_CIDR = "10.96.0.0/16"
 DNS_SERVICE_IP = "10.96.0.10"
@@ -23,17 +23,7 @@ ALLOC = "/podnet/allocations/"
 
 def parse_service(doc: dict, source: str, default_namespace: str = "default") -> dict:
     """A normalized Service object (defaults filled in), or ValidationError naming the field."""
-    if doc.get("apiVersion") != "v1":
-        raise ValidationError("apiVersion", f"a Service needs apiVersion: v1, not {doc.get('apiVersion')!r}", source)
-    meta = doc.get("metadata")
-    if not isinstance(meta, dict):
-        raise ValidationError("metadata", "is required (with at least a name)", source)
-    name = check_name(meta.get("name"), "metadata.name", source, DNS_LABEL, 63)
-    namespace = check_name(meta.get("namespace") or default_namespace, "metadata.namespace", source, DNS_LABEL, 63)
-    labels = check_labels(meta.get("labels"), "metadata.labels", source)
-    spec = doc.get("spec")
-    if not isinstance(spec, dict):
-        raise ValidationError("spec", "is required", source)
+    name, namespace, labels, spec = parse_header(doc, source, default_namespace, "Service", "v1", DNS_LABEL, 63)
     stype = spec.get("type", "ClusterIP")
     if stype not in TYPES:
         raise ValidationError("spec.type", f"{stype!r} is not one of {', '.join(TYPES)}", source)
