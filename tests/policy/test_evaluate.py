@@ -27,6 +27,11 @@ def blocked(w, port=80, proto="TCP"):
     return {pair for pair, ok in truth_table(w, port, proto).items() if not ok}
 
 
+def cross(pairs):
+    """Expected blocked pairs never include a pod and itself (loopback is always allowed)."""
+    return {(s, d) for s, d in pairs if s != d}
+
+
 def into(dst, sources):
     return {(s, dst) for s in sources}
 
@@ -43,7 +48,7 @@ def test_no_policy_allows_everything():
 
 
 def test_default_deny_ingress_isolates_only_the_selected_namespace():
-    assert blocked(world(DENY_IN_X)) == {(s, d) for s in ALL for d in ALL if d.startswith("x/")}
+    assert blocked(world(DENY_IN_X)) == cross((s, d) for s in ALL for d in ALL if d.startswith("x/"))
 
 
 def test_allow_all_ingress_adds_back():
@@ -53,32 +58,32 @@ def test_allow_all_ingress_adds_back():
 def test_pod_selector_means_same_namespace():
     w = world(("x", {"podSelector": {"matchLabels": {"pod": "a"}},
                      "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]}))
-    assert blocked(w) == into("x/a", set(ALL) - {"x/b"})
+    assert blocked(w) == cross(into("x/a", set(ALL) - {"x/b"}))
 
 
 def test_namespace_selector_alone():
     w = world(("x", {"podSelector": {"matchLabels": {"pod": "a"}},
                      "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}))
-    assert blocked(w) == into("x/a", set(ALL) - {"y/a", "y/b", "y/c"})
+    assert blocked(w) == cross(into("x/a", set(ALL) - {"y/a", "y/b", "y/c"}))
 
 
 def test_pod_and_namespace_selector_in_one_peer_is_and():
     w = world(("x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
         {"namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}}]}]}))
-    assert blocked(w) == into("x/a", set(ALL) - {"y/b"})
+    assert blocked(w) == cross(into("x/a", set(ALL) - {"y/b"}))
 
 
 def test_two_peers_are_or():
     w = world(("x", {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [
         {"namespaceSelector": {"matchLabels": {"ns": "y"}}}, {"podSelector": {"matchLabels": {"pod": "b"}}}]}]}))
-    assert blocked(w) == into("x/a", set(ALL) - {"y/a", "y/b", "y/c", "x/b"})
+    assert blocked(w) == cross(into("x/a", set(ALL) - {"y/a", "y/b", "y/c", "x/b"}))
 
 
 def test_match_expressions():
     w = world(("x", {"podSelector": {"matchExpressions": [{"key": "pod", "operator": "In", "values": ["a", "b"]}]},
                      "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
                          {"key": "ns", "operator": "NotIn", "values": ["x"]}]}}]}]}))
-    assert blocked(w) == into("x/a", [f"x/{p}" for p in PODS]) | into("x/b", [f"x/{p}" for p in PODS])
+    assert blocked(w) == cross(into("x/a", [f"x/{p}" for p in PODS]) | into("x/b", [f"x/{p}" for p in PODS]))
     assert selector_matches({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist", "values": []}]}, {"pod": "a"})
     assert not selector_matches({"matchExpressions": [{"key": "tier", "operator": "Exists", "values": []}]}, {"pod": "a"})
 
@@ -86,24 +91,24 @@ def test_match_expressions():
 def test_ip_block_with_except():
     w = world(("x", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16",
                                                                            "except": ["10.244.2.0/24"]}}]}]}))
-    assert blocked(w) == {(s, d) for s in ALL for d in ALL if d.startswith("x/") and s.startswith("y/")}
+    assert blocked(w) == cross((s, d) for s in ALL for d in ALL if d.startswith("x/") and s.startswith("y/"))
 
 
 def test_named_ports_and_end_port():
     named = world(("x", {"podSelector": {}, "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}))
     assert blocked(named, 81) == set()
-    assert blocked(named, 80) == {(s, d) for s in ALL for d in ALL if d.startswith("x/")}
-    assert blocked(named, 81, "UDP") == {(s, d) for s in ALL for d in ALL if d.startswith("x/")}
+    assert blocked(named, 80) == cross((s, d) for s in ALL for d in ALL if d.startswith("x/"))
+    assert blocked(named, 81, "UDP") == cross((s, d) for s in ALL for d in ALL if d.startswith("x/"))
     ranged = world(("x", {"podSelector": {}, "ingress": [{"ports": [{"port": 79, "endPort": 80, "protocol": "TCP"}]}]}))
     assert blocked(ranged, 80) == set() and blocked(ranged, 81) != set()
 
 
 def test_default_deny_egress_and_egress_to_dns_only():
     w = world(("x", {"podSelector": {}, "policyTypes": ["Egress"]}))
-    assert blocked(w) == {(s, d) for s in ALL for d in ALL if s.startswith("x/")}
+    assert blocked(w) == cross((s, d) for s in ALL for d in ALL if s.startswith("x/"))
     dns = world(("x", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]}))
     assert blocked(dns, 53, "UDP") == set()
-    assert blocked(dns, 80) == {(s, d) for s in ALL for d in ALL if s.startswith("x/")}
+    assert blocked(dns, 80) == cross((s, d) for s in ALL for d in ALL if s.startswith("x/"))
 
 
 def test_connection_needs_both_ends():
@@ -155,3 +160,9 @@ def test_allowed_is_symmetric_only_when_policies_are():
     x_a = next(p for p in w.pods if (p.namespace, p.name) == ("x", "a"))
     y_a = next(p for p in w.pods if (p.namespace, p.name) == ("y", "a"))
     assert allowed(w, x_a, y_a, 80) and not allowed(w, y_a, x_a, 80)
+
+
+def test_a_pod_always_reaches_itself():
+    w = world(DENY_IN_X, ("x", {"podSelector": {}, "policyTypes": ["Egress"]}))
+    x_a = next(p for p in w.pods if (p.namespace, p.name) == ("x", "a"))
+    assert allowed(w, x_a, x_a, 80)
