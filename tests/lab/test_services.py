@@ -171,7 +171,7 @@ def test_scaling_updates_endpoints_within_two_seconds(cluster):
     for replicas in (5, 1, 3):
         workloads.scale(c.state, c.store, "default", "scaled", replicas)
         start = time.monotonic()
-        assert wait_for(lambda: len(c.endpoints("scaled")) == replicas, 2), (replicas, c.endpoints("scaled"))
+        assert wait_for(lambda n=replicas: len(c.endpoints("scaled")) == n, 2), (replicas, c.endpoints("scaled"))
         took = time.monotonic() - start
         assert took < 2
     time.sleep(1)

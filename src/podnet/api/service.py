@@ -164,7 +164,7 @@ def allocate(store: Store, svc: dict, previous: dict | None = None) -> dict:
                         raise ValidationError("spec.ports.nodePort", f"{want}/{p['protocol']} is already allocated")
                     p["nodePort"] = want
                 else:
-                    p["nodePort"] = int(_pick(lambda k, v: claim(k, f"{p['protocol'].lower()}-{v}"), "nodeports",
+                    p["nodePort"] = int(_pick(lambda k, v, proto=p["protocol"].lower(): claim(k, f"{proto}-{v}"), "nodeports",
                                               (str(n) for n in _shuffled(range(NODEPORT_RANGE[0], NODEPORT_RANGE[1] + 1)))))
         if spec["type"] == "LoadBalancer":
             old_ing = ((previous or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0].get("ip", "")
