@@ -210,17 +210,8 @@ def add(args: CmdArgs) -> dict:
                 iface["mtu"] = c.mtu
         return result
     except BaseException:
-        if created:
-            link = nl.link(host_name)
-            if link is not None:
-                nl.delete_link(link.index)
-        if ipam_done:
-            common.ipam_del_quietly(args)
-        if c.ip_masq or c.macspoofchk:
-            try:
-                _remove_rules(args, c)
-            except Exception:  # noqa: BLE001 - the ADD's own error is the one to report
-                pass
+        common.unwind_failed_add(nl, host_name if created else None, args if ipam_done else None,
+                                 (lambda: _remove_rules(args, c)) if c.ip_masq or c.macspoofchk else None)
         raise
     finally:
         os.close(ns_fd)
@@ -297,17 +288,11 @@ def check(args: CmdArgs) -> None:
         hl = host_links.get(peer["name"])
         if hl is None or hl.master != br.index:
             raise CNIError(errors.INTERNAL, f"host veth {peer['name']} is missing or not attached to {c.bridge}")
-        if c.hairpin and not nl_hairpin(peer["name"]):
+        if c.hairpin and not hl.hairpin:
             raise CNIError(errors.INTERNAL, f"hairpin mode is off on {peer['name']}")
     tag = common.attachment_tag(args.conf["name"], args.container_id, args.ifname)
     if c.ip_masq and not nftrules.has_tagged(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag):
         raise CNIError(errors.INTERNAL, "ipMasq rules for this container are missing")
-
-
-def nl_hairpin(name: str) -> bool:
-    with rtnl.Netlink() as nl:
-        link = nl.link(name)
-        return bool(link and link.hairpin)
 
 
 def gc(args: CmdArgs) -> None:

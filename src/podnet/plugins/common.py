@@ -98,6 +98,23 @@ def configure_iface(nl: rtnl.Netlink, ifname: str, result: dict, iface_index: in
             raise CNIError(errors.INTERNAL, f"failed to add route '{route['dst']} via {gw or '-'} dev {ifname}': {e.strerror}") from None
 
 
+def unwind_failed_add(nl: rtnl.Netlink, host_veth: str | None, args: CmdArgs | None, remove_rules=None) -> None:
+    """Undo a half-done ADD: delete the host veth (its peer goes with it), release the IPAM
+    allocation, remove the attachment's rules. Never raises: the ADD's own error is the one
+    the runtime must see."""
+    if host_veth:
+        link = nl.link(host_veth)
+        if link is not None:
+            nl.delete_link(link.index)
+    if args is not None:
+        ipam_del_quietly(args)
+    if remove_rules is not None:
+        try:
+            remove_rules()
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+
 def delete_container_iface(netns_path: str, ifname: str) -> None:
     """DEL's kernel half: remove the container's end (its veth peer goes with it).
 

@@ -87,17 +87,9 @@ def add(args: CmdArgs) -> dict:
         ]
         return result
     except BaseException:
-        if created:
-            link = nl.link(host_name)
-            if link is not None:
-                nl.delete_link(link.index)
-        if ipam_done:
-            common.ipam_del_quietly(args)
-        if masq:
-            try:
-                nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag)
-            except Exception:  # noqa: BLE001 - the ADD's own error is the one to report
-                pass
+        common.unwind_failed_add(nl, host_name if created else None, args if ipam_done else None,
+                                 (lambda: nftrules.remove_attachment(nftrules.MASQ_TABLE, nftrules.MASQ_CHAIN, tag))
+                                 if masq else None)
         raise
     finally:
         os.close(ns_fd)
