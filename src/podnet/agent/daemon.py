@@ -229,8 +229,9 @@ class Agent:
             if now - last_heartbeat >= 5:
                 self.put_node()
                 last_heartbeat = now
-            service_events = any(e.key.startswith(("/podnet/services/", "/podnet/pods/", "/podnet/endpointslices/"))
-                                 for e in events)
+            # not /podnet/endpointslices/: this agent computes those itself from services and pods,
+            # so their events are only its own (or another agent's identical) writes echoing back
+            service_events = any(e.key.startswith(("/podnet/services/", "/podnet/pods/")) for e in events)
             if relevant or now - last_resync >= 10:
                 self.reconcile(nl)
             if service_events or now - last_resync >= 10:

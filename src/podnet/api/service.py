@@ -5,7 +5,6 @@ key so that two writers can never hand out the same one."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 
 from ..store import Store
@@ -220,6 +219,3 @@ def _pick(claim, kind: str, candidates) -> str:
             return value
     raise ValidationError("spec", f"no free {kind[:-1]} left")
 
-
-def dumps(svc: dict) -> str:
-    return json.dumps(svc, sort_keys=True)

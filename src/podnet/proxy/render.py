@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 from dataclasses import dataclass, field
 
 TABLE = "podnet_proxy"
@@ -111,7 +110,6 @@ STATIC_CHAINS = {
     "masquerading": [[_match({"&": [_meta("mark"), MASQ_MARK]}, 0), {"return": None}],
                      [{"mangle": {"key": _meta("mark"), "value": {"^": [_meta("mark"), MASQ_MARK]}}}],
                      [{"masquerade": {"flags": "fully-random"}}]],
-    "mark-for-masquerade": [[{"mangle": {"key": _meta("mark"), "value": {"|": [_meta("mark"), MASQ_MARK]}}}]],
     "reject-chain": [[{"reject": {"type": "icmp", "expr": "port-unreachable"}}]],
 }
 
@@ -307,7 +305,3 @@ def diff(old: Model, new: Model) -> list[dict]:
         cmds.append({"delete": {"set": {**_t(), "name": name}}})
     return cmds
 
-
-def fingerprint(model: Model) -> str:
-    return hashlib.sha256(json.dumps([model.chains, {k: sorted(map(str, v.items())) for k, v in model.maps.items()},
-                                      model.sets], sort_keys=True).encode()).hexdigest()
