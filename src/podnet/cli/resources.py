@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import json
 import os
@@ -174,9 +175,14 @@ def scale(target: str, replicas: int, namespace: str) -> None:
         click.echo(f"deployment.apps/{name} scaled")
 
 
+def _epoch(ts: str) -> float:
+    """Seconds since the epoch of an API timestamp (UTC, RFC 3339 with a Z)."""
+    return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def _age(ts: str) -> str:
     try:
-        secs = int(time.time() - time.mktime(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) + time.mktime(time.gmtime(0)))
+        secs = int(time.time() - _epoch(ts))
     except (ValueError, TypeError):
         return "<unknown>"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -218,8 +224,8 @@ def _node_ready(node: dict) -> bool:
     for c in node.get("status", {}).get("conditions", []):
         if c.get("type") == "Ready":
             try:
-                beat = time.mktime(time.strptime(c["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime(0))
-            except (KeyError, ValueError):
+                beat = _epoch(c["lastHeartbeatTime"])
+            except (KeyError, ValueError, TypeError):
                 return False
             return c.get("status") == "True" and time.time() - beat < 30
     return False

@@ -16,7 +16,7 @@ from ..cni.errors import CNIError
 from ..cni.runner import ConfList, Runner, RuntimeConf
 from ..kernel import netns as kns
 from ..store import Store
-from ..proc import pid_alive
+from ..proc import pid_alive, pod_running
 from .netns_util import delete_netns, ip
 from .state import LabError, LabState
 
@@ -37,8 +37,7 @@ def list_pods(state: LabState, store: Store, namespace: str = "default", all_nam
     kvs, _ = store.list(PODS if all_namespaces else f"{PODS}{namespace}/")
     pods = [json.loads(kv.value) for kv in kvs]
     for p in pods:  # a pod whose process ended is no longer Running
-        pid = int(p["metadata"].get("annotations", {}).get("podnet.io/pid", "0"))
-        if p["status"].get("phase") == "Running" and not pid_alive(pid):
+        if p["status"].get("phase") == "Running" and not pod_running(p):
             p["status"]["phase"] = "Completed"
             p["status"]["containerStatuses"][0]["ready"] = False
     return pods
