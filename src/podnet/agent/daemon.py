@@ -18,6 +18,8 @@ from ..api.errors import ValidationError
 from ..cni.install import install
 from ..kernel import nft, rtnl
 from ..proxy import endpoints as ep_mod
+from ..policy import render as policy_render
+from ..policy import world as policy_world
 from ..proxy import render as proxy
 from ..store import Compacted, Store, StoreError, open_store
 from . import backend, leases, render
@@ -66,6 +68,9 @@ class Agent:
         self.lease: leases.Lease
         self._applied_masq = ""
         self._proxy_model: proxy.Model | None = None
+        self._applied_policy = ""
+        self._policy_revision = 0
+        self.policy_status = os.path.join(state_dir, "policy-status.json")
 
     # -- setup -----------------------------------------------------------------------------
     def wait_config(self) -> cluster.ClusterConfig:
@@ -188,6 +193,26 @@ class Agent:
                 log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
         self._proxy_model = model
 
+    def sync_policy(self) -> None:
+        """The node's NetworkPolicy table from the store (one transaction; nothing when unchanged),
+        then policy-status.json: the store revision the enforced table reflects."""
+        world, revision = policy_world.load_world(self.store)
+        cmds = policy_render.render(world, self.node)
+        text = json.dumps(cmds)
+        if text != self._applied_policy:
+            try:
+                nft.run(cmds)
+            except nft.NftError as e:  # keep the previous table; the next resync tries again
+                log(f"policy: cannot apply the table: {e}")
+                return
+            self._applied_policy = text
+            local = [p for p in world.pods if p.node == self.node]
+            log(f"policy: table replaced ({len(world.policies)} policies, {len(local)} local pods, {len(cmds)} commands)")
+        if revision != self._policy_revision:
+            write_atomic(self.policy_status, json.dumps({"node": self.node, "revision": revision,
+                                                         "policies": len(world.policies)}) + "\n")
+            self._policy_revision = revision
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
@@ -204,6 +229,7 @@ class Agent:
         _, rev = self.store.list("/podnet/")
         self.reconcile(nl)
         self.sync_services()
+        self.sync_policy()
         last_keepalive = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
@@ -236,6 +262,8 @@ class Agent:
                 self.reconcile(nl)
             if service_events or now - last_resync >= 10:
                 self.sync_services()
+            if any(e.key.startswith(policy_world.WATCHED) for e in events) or now - last_resync >= 10:
+                self.sync_policy()
             if now - last_resync >= 10:
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")

@@ -10,7 +10,8 @@ from .agent import agent
 from .cni import cni
 from .dns import dns
 from .lab import lab
-from .resources import apply, delete, exec_, get, logs, scale
+from .probe import probe
+from .resources import apply, delete, exec_, get, label, logs, scale
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,7 @@ def cli() -> None:
       podnet demo                          two pods on a bridge, a ping, teardown
       podnet lab up --nodes 3              a 3-node cluster from namespaces
       podnet apply -f pods.yaml; podnet get pods -o wide; podnet exec POD -- ping ...
+      podnet apply -f policy.yaml; podnet probe --port 80   who reaches whom, as a grid
     """
 
 
@@ -33,7 +35,7 @@ cli.add_command(demo)
 cli.add_command(agent)
 cli.add_command(lab)
 cli.add_command(dns)
-for command in (apply, delete, get, exec_, logs, scale):
+for command in (apply, delete, get, exec_, logs, scale, label, probe):
     cli.add_command(command)
 
 

@@ -16,12 +16,14 @@ import yaml
 from ..api.errors import ValidationError
 from ..api.manifest import load_file
 from ..api.deployment import parse_deployment
-from ..api.pod import Pod, parse_pod
+from ..api.networkpolicy import parse_namespace, parse_network_policy
+from ..api.pod import Pod, check_labels, parse_pod
 from ..api.service import parse_service
 from ..lab import pods as pods_mod
-from ..lab import workloads
+from ..lab import policies, workloads
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
+from ..policy.world import NETWORK_POLICIES, namespace_key
 from ..store import open_store
 
 
@@ -40,7 +42,10 @@ def lab_store():
 
 
 KINDS = {"pod": "Pod", "pods": "Pod", "po": "Pod", "service": "Service", "services": "Service", "svc": "Service",
-         "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment"}
+         "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
+         "networkpolicy": "NetworkPolicy", "networkpolicies": "NetworkPolicy", "netpol": "NetworkPolicy",
+         "namespace": "Namespace", "namespaces": "Namespace", "ns": "Namespace"}
+SUPPORTED = "Pod, Service, Deployment, NetworkPolicy, Namespace"
 
 
 def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object]]:
@@ -60,8 +65,14 @@ def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object
             elif kind == "Deployment":
                 obj = parse_deployment(doc, where, namespace)
                 ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            elif kind == "NetworkPolicy":
+                obj = parse_network_policy(doc, where, namespace)
+                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            elif kind == "Namespace":
+                obj = parse_namespace(doc, where)
+                ident = (kind, "", obj["metadata"]["name"])
             else:
-                raise ValidationError("kind", f"{kind!r} is not supported (supported: Pod, Service, Deployment)", where)
+                raise ValidationError("kind", f"{kind!r} is not supported (supported: {SUPPORTED})", where)
             if ident in seen:
                 raise ValidationError("metadata.name", f"{kind} {ident[1]}/{ident[2]} appears twice", where)
             seen.add(ident)
@@ -73,13 +84,15 @@ def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifest file (YAML or JSON; '-' for stdin).")
 @click.option("-n", "--namespace", default="default", show_default=True)
 def apply(files: tuple[str, ...], namespace: str) -> None:
-    """Create or update Pods, Services and Deployments. All documents are checked first: one bad
-    document means nothing is applied. Services come first, so pods see them in their environment."""
+    """Create or update Pods, Services, Deployments, NetworkPolicies and Namespaces. All documents
+    are checked first: one bad document means nothing is applied. Namespaces come first, then
+    services and policies, then pods: pods see the services in their environment, and start
+    already isolated by the policies that select them."""
     try:
         wanted = _parse_all(files, namespace)
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
-    order = {"Service": 0, "Deployment": 1, "Pod": 1}
+    order = {"Namespace": 0, "Service": 1, "NetworkPolicy": 1, "Deployment": 2, "Pod": 2}
     wanted.sort(key=lambda kv: order[kv[0]])
     with lab_store() as (state, store):
         for kind, obj in wanted:
@@ -95,6 +108,11 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
                     click.echo(f"service/{obj['metadata']['name']} {workloads.apply_service(store, obj)}")
                 elif kind == "Deployment":
                     click.echo(f"deployment.apps/{obj['metadata']['name']} {workloads.apply_deployment(state, store, obj)}")
+                elif kind == "NetworkPolicy":
+                    click.echo(f"networkpolicy.networking.k8s.io/{obj['metadata']['name']} "
+                               f"{policies.apply_network_policy(store, obj)}")
+                elif kind == "Namespace":
+                    click.echo(f"namespace/{obj['metadata']['name']} {policies.apply_namespace(store, obj)}")
                 else:
                     click.echo(f"pod/{obj.name} {_apply_pod(state, store, obj)}")
             except ValidationError as e:
@@ -124,21 +142,25 @@ def _apply_pod(state, store, pod: Pod) -> str:
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.argument("target", nargs=-1)
 def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> None:
-    """Delete objects: `podnet delete -f FILE` or `podnet delete pod|svc|deploy NAME...`."""
+    """Delete objects: `podnet delete -f FILE` or `podnet delete pod|svc|deploy|netpol|ns NAME...`.
+    Deleting a namespace deletes everything in it."""
     names: list[tuple[str, str, str]] = []
     try:
         for kind, obj in _parse_all(files, namespace) if files else []:
             if kind == "Pod":
                 names.append((kind, obj.namespace, obj.name))
             else:
-                names.append((kind, obj["metadata"]["namespace"], obj["metadata"]["name"]))
+                names.append((kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
     if target:
         kind_word, *rest = target
         if kind_word not in KINDS:
-            raise click.ClickException(f"cannot delete {kind_word!r}: use pod, service or deployment")
-        names += [(KINDS[kind_word], namespace, n) for n in rest]
+            raise click.ClickException(f"cannot delete {kind_word!r}: use pod, service, deployment, networkpolicy or namespace")
+        names += [(KINDS[kind_word], "" if KINDS[kind_word] == "Namespace" else namespace, n) for n in rest]
+    protected = [n for kind, _, n in names if kind == "Namespace" and n in policies.SYSTEM_NAMESPACES]
+    if protected:
+        raise click.ClickException(f'namespace "{protected[0]}" is a system namespace and cannot be deleted')
     if not names:
         raise click.ClickException("nothing to delete: give -f FILE or `pod NAME`")
     with lab_store() as (state, store):
@@ -148,9 +170,14 @@ def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> N
                 ok = pods_mod.delete_pod(state, store, ns, name)
             elif kind == "Service":
                 ok = workloads.delete_service(store, ns, name)
+            elif kind == "NetworkPolicy":
+                ok = policies.delete_network_policy(store, ns, name)
+            elif kind == "Namespace":
+                ok = policies.delete_namespace(state, store, name)
             else:
                 ok = workloads.delete_deployment(state, store, ns, name)
-            plural = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps"}[kind]
+            plural = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps",
+                      "NetworkPolicy": "networkpolicies.networking.k8s.io", "Namespace": "namespaces"}[kind]
             if ok:
                 click.echo(f'{kind.lower()} "{name}" deleted')
             else:
@@ -233,15 +260,23 @@ def _node_ready(node: dict) -> bool:
 
 @click.command("get")
 @click.argument("kind", type=click.Choice(["nodes", "node", "no", "pods", "pod", "po", "services", "service", "svc",
-                                          "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy"]))
+                                          "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy",
+                                          "networkpolicies", "networkpolicy", "netpol", "namespaces", "namespace", "ns"]))
 @click.argument("names", nargs=-1)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", type=click.Choice(["wide", "json", "yaml", "name"]), default=None)
-def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None) -> None:
-    """List nodes, pods, services, endpoints or deployments (`-o wide`, `-o json|yaml`)."""
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column (pods, namespaces).")
+def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None,
+        show_labels: bool) -> None:
+    """List nodes, pods, services, endpoints, deployments, networkpolicies or namespaces
+    (`-o wide`, `-o json|yaml`, `--show-labels`)."""
     with lab_store() as (state, store):
-        if kind in ("services", "service", "svc", "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy"):
+        if kind in ("namespaces", "namespace", "ns"):
+            _get_namespaces(store, names, output, show_labels)
+            return
+        if kind in ("services", "service", "svc", "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy",
+                    "networkpolicies", "networkpolicy", "netpol"):
             _get_other(state, store, kind, names, namespace, all_namespaces, output)
             return
         if kind in ("nodes", "node", "no"):
@@ -268,6 +303,8 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
         headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         if output == "wide":
             headers += ["IP", "NODE"]
+        if show_labels:
+            headers.append("LABELS")
         rows = []
         for p in items:
             ready = sum(1 for c in p["status"].get("containerStatuses", []) if c.get("ready"))
@@ -277,6 +314,8 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
                 _age(p["metadata"].get("creationTimestamp", ""))]
             if output == "wide":
                 row += [p["status"].get("podIP", "<none>"), p["spec"].get("nodeName", "<none>")]
+            if show_labels:
+                row.append(_labels(p))
             rows.append(row)
         where = "" if all_namespaces else f" in {namespace} namespace"
         click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
@@ -328,6 +367,8 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
         prefix, word = "/podnet/services/", "service"
     elif kind in ("deployments", "deployment", "deploy"):
         prefix, word = workloads.DEPLOYMENTS, "deployment"
+    elif kind in ("networkpolicies", "networkpolicy", "netpol"):
+        prefix, word = NETWORK_POLICIES, "networkpolicy"
     else:
         prefix, word = "/podnet/endpointslices/", "endpoints"
     kvs, _ = store.list(prefix if all_namespaces else f"{prefix}{namespace}/")
@@ -353,6 +394,15 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
             if output == "wide":
                 row.append(",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()) or "<none>")
             rows.append(row)
+    elif word == "networkpolicy":
+        headers = ns_col + ["NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES"] if output == "wide" else [])
+        for o in items:
+            row = ([o["metadata"]["namespace"]] if all_namespaces else []) + [
+                o["metadata"]["name"], selector_text(o["spec"]["podSelector"]),
+                _age(o["metadata"].get("creationTimestamp", ""))]
+            if output == "wide":
+                row.append(",".join(o["spec"]["policyTypes"]))
+            rows.append(row)
     elif word == "deployment":
         headers = ns_col + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
         for o in items:
@@ -368,3 +418,88 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
             rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [o["metadata"]["name"], ",".join(addrs) or "<none>"])
     where = "" if all_namespaces else f" in {namespace} namespace"
     click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
+
+
+def _labels(obj: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((obj["metadata"].get("labels") or {}).items())) or "<none>"
+
+
+def selector_text(selector: dict) -> str:
+    """A label selector as kubectl prints it: `pod=a,tier in (web,api)`; `<none>` selects all."""
+    parts = [f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items())]
+    for e in selector.get("matchExpressions", []):
+        op = e["operator"]
+        if op in ("In", "NotIn"):
+            parts.append(f"{e['key']} {'in' if op == 'In' else 'notin'} ({','.join(e['values'])})")
+        else:
+            parts.append(e["key"] if op == "Exists" else f"!{e['key']}")
+    return ",".join(parts) or "<none>"
+
+
+def _get_namespaces(store, names: tuple[str, ...], output: str | None, show_labels: bool) -> None:
+    items = _select(policies.list_namespaces(store), names, "namespace")
+    for o in items:
+        o.setdefault("status", {"phase": "Active"})
+    if _emit(items, output or "", len(names) == 1, "namespace"):
+        return
+    headers = ["NAME", "STATUS", "AGE"] + (["LABELS"] if show_labels else [])
+    rows = [[o["metadata"]["name"], o["status"]["phase"], _age(o["metadata"].get("creationTimestamp", ""))]
+            + ([_labels(o)] if show_labels else []) for o in items]
+    click.echo(_table(headers, rows) if rows else "No resources found")
+
+
+@click.command("label")
+@click.argument("kind", type=click.Choice(["pod", "pods", "po", "namespace", "namespaces", "ns"]))
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Allow changing the value of a label that is already set.")
+def label(kind: str, name: str, changes: tuple[str, ...], namespace: str, overwrite: bool) -> None:
+    """Set (key=value) or remove (key-) labels of a pod or a namespace:
+
+    \b
+      podnet label pod web -n x role=frontend
+      podnet label ns y team=red
+      podnet label pod web -n x role-            (remove it)
+
+    Policies that select by these labels are re-enforced by every node's agent within seconds."""
+    sets, removes = {}, []
+    for change in changes:
+        if change.endswith("-") and "=" not in change:
+            removes.append(change[:-1])
+        elif "=" in change:
+            k, v = change.split("=", 1)
+            sets[k] = v
+        else:
+            raise click.ClickException(f"{change!r}: give key=value to set a label or key- to remove it")
+    try:
+        check_labels(sets, "labels", "command line")
+    except ValidationError as e:
+        raise click.ClickException(str(e)) from None
+    with lab_store() as (state, store):
+        if KINDS[kind] == "Pod":
+            kv = store.get(f"{pods_mod.PODS}{namespace}/{name}")
+            if kv is None:
+                raise click.ClickException(f'pods "{name}" not found in namespace {namespace}')
+            obj, key, word = json.loads(kv.value), kv.key, "pod"
+        else:
+            found = {n["metadata"]["name"]: n for n in policies.list_namespaces(store)}
+            if name not in found:
+                raise click.ClickException(f'namespaces "{name}" not found')
+            obj, key, word = found[name], namespace_key(name), "namespace"
+            if "kubernetes.io/metadata.name" in sets or "kubernetes.io/metadata.name" in removes:
+                raise click.ClickException("kubernetes.io/metadata.name is set by the API server and cannot change")
+        labels = dict(obj["metadata"].get("labels") or {})
+        clash = [k for k, v in sets.items() if k in labels and labels[k] != v]
+        if clash and not overwrite:
+            raise click.ClickException(f"'{clash[0]}' already has a value ({labels[clash[0]]}), and --overwrite is false")
+        labels.update(sets)
+        for k in removes:
+            labels.pop(k, None)
+        if labels == (obj["metadata"].get("labels") or {}):
+            click.echo(f"{word}/{name} not labeled")
+            return
+        obj["metadata"]["labels"] = labels
+        obj["metadata"].setdefault("creationTimestamp", pods_mod.now())
+        store.put(key, json.dumps(obj))
+        click.echo(f"{word}/{name} labeled")

@@ -64,3 +64,87 @@ def tcp_exchange(netns: str, ip: str, port: int, timeout: float = 3.0, send: byt
         return data.decode(errors="replace").split("\n")[0].strip(), "", time.monotonic() - start
     except OSError as e:
         return "", type(e).__name__, time.monotonic() - start
+
+
+def reach(netns: str, ip: str, port: int, protocol: str = "TCP", timeout: float = 1.0) -> bool:
+    """One probe from inside `netns`: TCP connects, or a UDP datagram gets an answer (the lab's
+    echo server answers every datagram). Blocked by policy, refused, silent: all False."""
+    import socket
+
+    from ..kernel import netns as kns
+
+    kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
+    with kns.entered(f"/var/run/netns/{netns}"):
+        s = socket.socket(socket.AF_INET, kind)
+    with s:
+        try:
+            if protocol == "TCP":
+                s.settimeout(timeout)
+                s.connect((ip, port))
+                return True
+            s.settimeout(timeout / 2)
+            s.connect((ip, port))
+            for _ in range(2):  # a datagram may wait for ARP or be lost: ask twice
+                s.send(b"probe\n")
+                try:
+                    return bool(s.recv(2048))
+                except TimeoutError:
+                    continue
+            return False
+        except OSError:
+            return False
+
+
+def pod_label(pod: dict) -> str:
+    return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+
+def probe_pods(pods: list[dict], port: int, protocol: str = "TCP", timeout: float = 1.0,
+               workers: int = 32) -> dict[tuple[str, str], bool]:
+    """{("x/a", "y/b"): reachable} for every ordered pair of pods, probed in parallel."""
+    pairs = [(a, b) for a in pods for b in pods]
+
+    def one(pair: tuple[dict, dict]) -> bool:
+        src, dst = pair
+        return reach(src["metadata"]["annotations"]["podnet.io/netns"], dst["status"]["podIP"], port, protocol, timeout)
+
+    with ThreadPoolExecutor(workers) as ex:
+        results = list(ex.map(one, pairs))
+    return {(pod_label(a), pod_label(b)): r for (a, b), r in zip(pairs, results)}
+
+
+def parse_grid(text: str) -> tuple[list[str], dict[tuple[str, str], bool]]:
+    """Read a grid as `grid()` prints it (header of destinations, then a row per source of '.'/'X').
+    Blank lines and lines starting with '#' are skipped. Raises ValueError naming the bad line."""
+    lines = [(n, l.split()) for n, l in enumerate(text.splitlines(), 1) if l.strip() and not l.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError("empty grid: expected a header line of destination names, then one row per source")
+    header = lines[0][1]
+    cells: dict[tuple[str, str], bool] = {}
+    sources = []
+    for n, words in lines[1:]:
+        if len(words) != len(header) + 1:
+            raise ValueError(f"line {n}: {len(words) - 1} cells for {len(header)} destinations")
+        src, marks = words[0], words[1:]
+        for dst, mark in zip(header, marks):
+            if mark not in (".", "X"):
+                raise ValueError(f"line {n}: cell {src} -> {dst} is {mark!r}, expected '.' or 'X'")
+            cells[(src, dst)] = mark == "."
+        sources.append(src)
+    if sorted(sources) != sorted(header):
+        raise ValueError(f"rows ({' '.join(sources)}) and columns ({' '.join(header)}) name different pods")
+    return header, cells
+
+
+def differences(expected: dict[tuple[str, str], bool], observed: dict[tuple[str, str], bool]) -> list[str]:
+    """Human-readable lines for every pair whose answer differs, or that only one side has."""
+    out = []
+    for pair in sorted(set(expected) | set(observed)):
+        want, got = expected.get(pair), observed.get(pair)
+        if want is None:
+            out.append(f"{pair[0]} -> {pair[1]}: not in the expected grid (observed {'.' if got else 'X'})")
+        elif got is None:
+            out.append(f"{pair[0]} -> {pair[1]}: expected but no such pod pair was probed")
+        elif want != got:
+            out.append(f"{pair[0]} -> {pair[1]}: expected {'.' if want else 'X'}, observed {'.' if got else 'X'}")
+    return out

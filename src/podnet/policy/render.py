@@ -48,7 +48,15 @@ def _peer_ips(world: World, rule: dict, policy_ns: str) -> tuple[list[str], list
                 if "namespaceSelector" in peer else pod.namespace == policy_ns
             if ns_ok and ("podSelector" not in peer or selector_matches(peer["podSelector"], pod.label_dict)):
                 ips.add(pod.ip)
-    return sorted(ips), blocks
+    return sorted(ips), blocks  # (a sorted list: set elements come out in a stable order)
+
+
+def _in_peers(ip: str, ips: list[str], blocks: list[tuple[str, list[str]]]) -> bool:
+    if ip in ips:
+        return True
+    addr = ipaddress.ip_address(ip)
+    return any(addr in ipaddress.ip_network(cidr) and not any(addr in ipaddress.ip_network(e) for e in excepts)
+               for cidr, excepts in blocks)
 
 
 def _port_exprs(ports: list[dict], named_for: PodInfo | None) -> list[list[dict]] | None:
@@ -78,6 +86,7 @@ def render(world: World, node: str) -> list[dict]:
     chains: dict[str, list[list[dict]]] = {}
     sets: dict[str, tuple[str, list]] = {}   # name -> (type, elements)
     vmaps = {"egress-isolated": {}, "ingress-isolated": {}}
+    peers_of: dict[str, tuple[list[str], list]] = {}
     for pod in (p for p in world.pods if p.node == node):
         for direction, field in (("Egress", "daddr"), ("Ingress", "saddr")):
             selecting = _selecting(world, pod, direction)
@@ -89,13 +98,16 @@ def render(world: World, node: str) -> list[dict]:
                 rules.append([_m({"fib": {"result": "type", "flags": ["saddr"]}}, "local"), {"return": None}])
             for policy in selecting:
                 for i, rule in enumerate(policy["spec"][direction.lower()]):
-                    ident = f"{pod.namespace}/{pod.name}/{policy['metadata']['namespace']}/{policy['metadata']['name']}/{direction}/{i}"
-                    ips, blocks = _peer_ips(world, rule, policy["metadata"]["namespace"])
+                    # sets depend on the rule only: pods selected by the same policy share them
+                    ident = f"{policy['metadata']['namespace']}/{policy['metadata']['name']}/{direction}/{i}"
+                    if ident not in peers_of:
+                        peers_of[ident] = _peer_ips(world, rule, policy["metadata"]["namespace"])
+                    ips, blocks = peers_of[ident]
                     named_egress = direction == "Egress" and any(isinstance(p["port"], str) for p in rule["ports"])
                     if named_egress:
                         # a name means a different number on each destination: match ip . proto . port
                         elems = []
-                        targets = world.pods if rule["peers"] is None else [p for p in world.pods if p.ip in ips]
+                        targets = world.pods if rule["peers"] is None else [p for p in world.pods if _in_peers(p.ip, ips, blocks)]
                         for dst in targets:
                             for alt in _port_exprs([p for p in rule["ports"] if isinstance(p["port"], str)], dst) or []:
                                 elems.append([dst.ip, alt[0]["match"]["right"], alt[1]["match"]["right"]])

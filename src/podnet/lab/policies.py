@@ -1,0 +1,63 @@
+"""NetworkPolicies and Namespaces in the lab: stored objects the node agents enforce."""
+
+from __future__ import annotations
+
+import json
+
+from ..policy.world import NAMESPACES, NETWORK_POLICIES, namespace_key, network_policy_key
+from ..store import Store
+from . import pods as pods_mod
+from . import workloads
+from .state import LabState
+
+SYSTEM_NAMESPACES = ("default", "kube-system")
+
+
+def _put_if_changed(store: Store, key: str, obj: dict) -> str:
+    kv = store.get(key)
+    previous = json.loads(kv.value) if kv else None
+    obj["metadata"]["creationTimestamp"] = (previous or {}).get("metadata", {}).get("creationTimestamp") or pods_mod.now()
+    if previous == obj:
+        return "unchanged"
+    store.put(key, json.dumps(obj))
+    return "configured" if previous else "created"
+
+
+def apply_network_policy(store: Store, policy: dict) -> str:
+    return _put_if_changed(store, network_policy_key(policy["metadata"]["namespace"], policy["metadata"]["name"]), policy)
+
+
+def delete_network_policy(store: Store, namespace: str, name: str) -> bool:
+    return store.delete(network_policy_key(namespace, name))
+
+
+def apply_namespace(store: Store, namespace: dict) -> str:
+    return _put_if_changed(store, namespace_key(namespace["metadata"]["name"]), namespace)
+
+
+def list_namespaces(store: Store) -> list[dict]:
+    """Stored namespaces, plus the ones that exist only because something lives in them (as the
+    lab creates pods in any namespace): those carry just the automatic name label."""
+    found = {json.loads(kv.value)["metadata"]["name"]: json.loads(kv.value) for kv in store.list(NAMESPACES)[0]}
+    implied = set(SYSTEM_NAMESPACES)
+    for prefix in (pods_mod.PODS, "/podnet/services/", workloads.DEPLOYMENTS, NETWORK_POLICIES):
+        implied |= {kv.key[len(prefix):].split("/", 1)[0] for kv in store.list(prefix)[0]}
+    for name in implied - set(found):
+        found[name] = {"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+    return [found[n] for n in sorted(found)]
+
+
+def delete_namespace(state: LabState, store: Store, name: str) -> bool:
+    """Delete a namespace and everything in it (deployments, pods, services, policies), as the API
+    server's namespace controller does. False if neither it nor anything in it exists."""
+    existed = store.delete(namespace_key(name))
+    for kv in store.list(f"{workloads.DEPLOYMENTS}{name}/")[0]:
+        existed = workloads.delete_deployment(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
+    for kv in store.list(f"{pods_mod.PODS}{name}/")[0]:
+        existed = pods_mod.delete_pod(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
+    for kv in store.list(f"/podnet/services/{name}/")[0]:
+        existed = workloads.delete_service(store, name, kv.key.rsplit("/", 1)[1]) or existed
+    for kv in store.list(f"{NETWORK_POLICIES}{name}/")[0]:
+        existed = store.delete(kv.key) or existed
+    return existed

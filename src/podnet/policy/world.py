@@ -1,0 +1,72 @@
+"""The policy World built from stored API objects: pods, namespaces, policies and nodes.
+
+Shared by the agent (what to enforce) and `podnet probe --expect-model` (what should be seen).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from .evaluate import PodInfo, World
+
+PODS = "/podnet/pods/"
+NAMESPACES = "/podnet/namespaces/"
+NETWORK_POLICIES = "/podnet/networkpolicies/"
+NODES = "/podnet/nodes/"
+# events under these prefixes can change what a node enforces
+WATCHED = (PODS, NAMESPACES, NETWORK_POLICIES)
+
+
+def network_policy_key(namespace: str, name: str) -> str:
+    return f"{NETWORK_POLICIES}{namespace}/{name}"
+
+
+def namespace_key(name: str) -> str:
+    return f"{NAMESPACES}{name}"
+
+
+def pod_info(pod: dict) -> PodInfo | None:
+    """A stored Pod as the policy code sees it; None while it has no IP."""
+    ip = pod.get("status", {}).get("podIP")
+    if not ip:
+        return None
+    ports = tuple(sorted((p.get("name", ""), p["containerPort"], p.get("protocol", "TCP"))
+                         for c in pod.get("spec", {}).get("containers", []) for p in c.get("ports", []) or []
+                         if "containerPort" in p))
+    meta = pod["metadata"]
+    return PodInfo(meta["name"], meta["namespace"], ip, pod.get("spec", {}).get("nodeName", ""),
+                   tuple(sorted((meta.get("labels") or {}).items())), ports)
+
+
+def node_addresses(node: dict) -> set[str]:
+    """Addresses a node's own traffic to its pods comes from: its InternalIP, and its pod
+    subnet's gateway (the bridge address, used when the node talks to a local pod)."""
+    out = {a["address"] for a in node.get("status", {}).get("addresses", []) if a.get("type") == "InternalIP"}
+    cidr = node.get("spec", {}).get("podCIDR")
+    if cidr:
+        out.add(str(ipaddress.ip_network(cidr, strict=False).network_address + 1))
+    return out
+
+
+def build_world(pods: list[dict], namespaces: list[dict], policies: list[dict], nodes: list[dict]) -> World:
+    infos = [i for i in (pod_info(p) for p in pods) if i is not None]
+    ns_labels = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in namespaces}
+    for info in infos:  # a namespace that only exists through its pods still has the automatic label
+        ns_labels.setdefault(info.namespace, {"kubernetes.io/metadata.name": info.namespace})
+    node_ips = {n["metadata"]["name"]: node_addresses(n) for n in nodes}
+    ordered = sorted(policies, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
+    return World(sorted(infos, key=lambda i: (i.namespace, i.name)), ns_labels, ordered, node_ips)
+
+
+def load_world(store) -> tuple[World, int]:
+    """The World as the store holds it now, and a revision it reflects every change up to
+    (the first of the reads: later ones may include more, never less)."""
+    lists = {}
+    revisions = []
+    for prefix in (PODS, NAMESPACES, NETWORK_POLICIES, NODES):
+        kvs, rev = store.list(prefix)
+        lists[prefix] = [json.loads(kv.value) for kv in kvs]
+        revisions.append(rev)
+    revision = min(revisions)
+    return build_world(lists[PODS], lists[NAMESPACES], lists[NETWORK_POLICIES], lists[NODES]), revision
