@@ -70,6 +70,7 @@ class Agent:
         self._proxy_model: proxy.Model | None = None
         self._applied_policy = ""
         self._policy_revision = 0
+        self._policy_count = 0
         self.policy_status = os.path.join(state_dir, "policy-status.json")
 
     # -- setup -----------------------------------------------------------------------------
@@ -193,24 +194,31 @@ class Agent:
                 log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
         self._proxy_model = model
 
-    def sync_policy(self) -> None:
-        """The node's NetworkPolicy table from the store (one transaction; nothing when unchanged),
-        then policy-status.json: the store revision the enforced table reflects."""
-        world, revision = policy_world.load_world(self.store)
+    def sync_policy(self) -> bool:
+        """The node's NetworkPolicy table from the store, in one transaction (nothing at all when
+        unchanged). False when nft refused it: the previous table stays, the next resync retries."""
+        world, _ = policy_world.load_world(self.store)
         cmds = policy_render.render(world, self.node)
         text = json.dumps(cmds)
-        if text != self._applied_policy:
-            try:
-                nft.run(cmds)
-            except nft.NftError as e:  # keep the previous table; the next resync tries again
-                log(f"policy: cannot apply the table: {e}")
-                return
-            self._applied_policy = text
-            local = [p for p in world.pods if p.node == self.node]
-            log(f"policy: table replaced ({len(world.policies)} policies, {len(local)} local pods, {len(cmds)} commands)")
+        self._policy_count = len(world.policies)
+        if text == self._applied_policy:
+            return True
+        try:
+            nft.run(cmds)
+        except nft.NftError as e:
+            log(f"policy: cannot apply the table: {e}")
+            return False
+        self._applied_policy = text
+        local = sum(1 for p in world.pods if p.node == self.node)
+        log(f"policy: table replaced ({len(world.policies)} policies, {local} local pods, {len(cmds)} commands)")
+        return True
+
+    def report_policy(self, revision: int) -> None:
+        """policy-status.json: the enforced table reflects every store change up to `revision`
+        (`podnet probe` and the tests wait on it instead of sleeping)."""
         if revision != self._policy_revision:
             write_atomic(self.policy_status, json.dumps({"node": self.node, "revision": revision,
-                                                         "policies": len(world.policies)}) + "\n")
+                                                         "policies": self._policy_count}) + "\n")
             self._policy_revision = revision
 
     def run(self) -> None:
@@ -229,7 +237,9 @@ class Agent:
         _, rev = self.store.list("/podnet/")
         self.reconcile(nl)
         self.sync_services()
-        self.sync_policy()
+        policy_ok = self.sync_policy()
+        if policy_ok:
+            self.report_policy(rev)
         last_keepalive = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
@@ -263,7 +273,9 @@ class Agent:
             if service_events or now - last_resync >= 10:
                 self.sync_services()
             if any(e.key.startswith(policy_world.WATCHED) for e in events) or now - last_resync >= 10:
-                self.sync_policy()
+                policy_ok = self.sync_policy()
+            if policy_ok:
+                self.report_policy(rev)
             if now - last_resync >= 10:
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")

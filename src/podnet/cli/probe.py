@@ -8,6 +8,7 @@ import click
 
 from ..lab import probe as probe_mod
 from ..lab import pods as pods_mod
+from ..lab import policies
 from ..policy.evaluate import truth_table
 from ..policy.world import load_world
 from .resources import lab_store
@@ -50,6 +51,9 @@ def probe(namespaces: tuple[str, ...], port: int, protocol: str, timeout: float,
         pods = [p for p in pods if p["status"].get("podIP") and p["status"].get("phase") == "Running"
                 and (p["metadata"]["namespace"] in namespaces if namespaces else p["metadata"]["namespace"] != "kube-system")]
         model = truth_table(load_world(store)[0], port, protocol) if expect_model else None
+        behind = policies.wait_enforced(state, store.revision())
+    if behind:
+        click.echo(f"warning: {', '.join(behind)} not yet enforcing the latest policies (agent down?)", err=True)
     if not pods:
         raise click.ClickException("no running pods to probe" + (f" in {', '.join(namespaces)}" if namespaces else ""))
     pods.sort(key=probe_mod.pod_label)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 from ..policy.world import NAMESPACES, NETWORK_POLICIES, namespace_key, network_policy_key
 from ..store import Store
@@ -61,3 +63,25 @@ def delete_namespace(state: LabState, store: Store, name: str) -> bool:
     for kv in store.list(f"{NETWORK_POLICIES}{name}/")[0]:
         existed = store.delete(kv.key) or existed
     return existed
+
+
+def enforced_revisions(state: LabState) -> dict[str, int]:
+    """The store revision each node's agent has enforced policy up to (0: not reported yet)."""
+    out = {}
+    for node in state.nodes:
+        try:
+            with open(os.path.join(state.node_dir(node.name), "policy-status.json")) as f:
+                out[node.name] = int(json.load(f)["revision"])
+        except (OSError, ValueError, KeyError):
+            out[node.name] = 0
+    return out
+
+
+def wait_enforced(state: LabState, revision: int, timeout: float = 5.0) -> list[str]:
+    """Wait until every node enforces policy as of store `revision`; the nodes still behind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = [n for n, r in enforced_revisions(state).items() if r < revision]
+        if not behind or time.monotonic() >= deadline:
+            return behind
+        time.sleep(0.02)
