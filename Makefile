@@ -39,6 +39,7 @@ bench: deps venv
 	$(PY) bench/agent_cni_latency.py
 	$(PY) bench/pod_network.py
 	$(PY) bench/services.py
+	$(PY) bench/policy.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

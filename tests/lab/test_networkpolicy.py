@@ -229,3 +229,14 @@ def test_label_changes_re_render_within_2s(plab):
     took_back = _first_time(lambda: probe.reach(from_zc, ip_xa, 80, "TCP", 0.3), False, 5)
     assert max(took_pod, took_ns, took_back) <= 2, (took_pod, took_ns, took_back)
     plab.set_policies([])  # and the namespace labels back as they were
+
+
+def test_the_pods_own_node_gets_through(plab):
+    """Kubelet probes come from the pod's node: default-deny ingress does not stop them. Another
+    node is just another address for the policy, so it is blocked like any other source."""
+    plab.set_policies([("x", {"podSelector": {}, "policyTypes": ["Ingress"]})])
+    ips = plab.ip_of()
+    node1 = plab.state.node("node1").netns
+    assert probe.reach(node1, ips["x/a"], 80)        # x/a lives on node1
+    assert not probe.reach(node1, ips["x/b"], 80)    # x/b lives on node2
+    assert probe.reach(node1, ips["y/b"], 80)        # y is not isolated
