@@ -92,6 +92,9 @@ CASES = {
                                                                                         "except": ["10.244.2.0/24"]}}]}]})],
     "x named port 81": [("x", {"podSelector": {}, "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]})],
     "deny egress y": [("y", {"podSelector": {}, "policyTypes": ["Egress"]})],
+    "x admits only SCTP 80": [("x", {"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "SCTP"}]}]})],
+    "x egress ipBlock with named port": [("x", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.3.0/24"]}}], "ports": [{"port": "serve-81-tcp"}]}]})],
     "z egress named port to x": [("z", {"podSelector": {}, "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"ns": "x"}}}],
                                                                         "ports": [{"port": "serve-80-tcp"}]}]})],
 }
