@@ -6,11 +6,15 @@ import pytest
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-def test_demo_grid_is_all_reachable_and_leaves_nothing_behind():
+def test_demo_grid_then_policy_and_leaves_nothing_behind():
     before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     r = subprocess.run([sys.executable, "-m", "podnet.cli.main", "demo"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all 36 pairs reach each other" in r.stdout
     assert " X" not in r.stdout.split("reachability")[1].split("all 36")[0]
+    # then backends accept only frontends: each backend is blocked from the 2 other backends
+    assert "6 pairs blocked, as the policy model says for all 36" in r.stdout
+    after_policy = r.stdout.split("backends-from-frontends")[1].split("pairs blocked")[0]
+    assert after_policy.count(" X") == 6
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "pn-demo" not in after and after.count("pn-") == before.count("pn-")
