@@ -36,9 +36,10 @@ from podnet.policy.evaluate import World, allowed  # noqa: E402
 from podnet.policy.world import load_world, namespace_key, network_policy_key  # noqa: E402
 from podnet.store import open_store  # noqa: E402
 
-CLIENT_IP, SERVER_IP, NODE = "10.200.0.2", "10.201.0.2", "node0"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from services import nft, sh  # noqa: E402
+from routed_pair import CLIENT_IP, SERVER_IP, connect_latency, nft, remove, serve, topology  # noqa: E402
+
+NODE = "node0"
 
 
 def pod(name: str, ns: str, node: str, ip: str, labels: dict) -> dict:
@@ -120,55 +121,9 @@ def linearize(cmds: list[dict], last_ip: str) -> list[dict]:
     return out
 
 
-def topology(tag: str) -> tuple[str, str, str]:
-    client, node, server = f"pn-{tag}-c", f"pn-{tag}-n", f"pn-{tag}-s"
-    for ns in (client, node, server):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh("ip", "-n", node, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", client)
-    sh("ip", "-n", node, "link", "add", "s0", "type", "veth", "peer", "name", "eth0", "netns", server)
-    for ns, dev, addr in ((node, "c0", "10.200.0.1/24"), (client, "eth0", f"{CLIENT_IP}/24"),
-                          (node, "s0", "10.201.0.1/24"), (server, "eth0", f"{SERVER_IP}/24")):
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", client, "route", "add", "default", "via", "10.200.0.1")
-    sh("ip", "-n", server, "route", "add", "default", "via", "10.201.0.1")
-    sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    return client, node, server
-
-
-def serve(server: str, stop: threading.Event) -> None:
-    with kns.entered(f"/var/run/netns/{server}"):
-        srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((SERVER_IP, 80))
-    srv.listen(1024)
-    srv.settimeout(0.5)
-    while not stop.is_set():
-        try:
-            conn, _ = srv.accept()
-            conn.close()
-        except OSError:
-            pass
-    srv.close()
-
-
-def connect_latency(client: str, count: int) -> list[float]:
-    out = []
-    for _ in range(count):
-        with kns.entered(f"/var/run/netns/{client}"):
-            s = socket.socket()
-        with s:
-            s.settimeout(2)
-            t0 = time.perf_counter()
-            s.connect((SERVER_IP, 80))
-            out.append((time.perf_counter() - t0) * 1e6)
-    return out
-
-
-def blocked_from(node: str, src: str) -> bool:
-    """A connect from an address no policy admits must time out: proof the table is enforcing."""
-    with kns.entered(f"/var/run/netns/{src}"):
+def port_blocked(client: str) -> bool:
+    """A connect to a port no policy admits the client on must time out: proof the table enforces."""
+    with kns.entered(f"/var/run/netns/{client}"):
         s = socket.socket()
     with s:
         s.settimeout(0.5)
@@ -192,7 +147,7 @@ def main() -> None:
     store = open_store(f"sqlite://{tmp}/store.db")
     client, node, server = topology(tag)
     stop = threading.Event()
-    threading.Thread(target=serve, args=(server, stop), daemon=True).start()
+    threading.Thread(target=serve, args=(server, 80, stop), daemon=True).start()
     try:
         t0 = time.perf_counter()
         fill_store(store, args.policies, args.pods)
@@ -226,7 +181,7 @@ def main() -> None:
         t_render2 = time.perf_counter() - t0
         t_apply2 = nft(node, cmds2)
         print(f"  one policy changed: render {t_render2:.3f} + replace {t_apply2:.3f} = {t_render2 + t_apply2:.3f}")
-        assert blocked_from(node, client), "the policy table does not block an unlisted port"
+        assert port_blocked(client), "the policy table does not block an unlisted port"
 
         print(f"first-packet TCP connect latency to an isolated pod ({args.connects} connects; microseconds)")
         print(f"  the destination is selected by {len(selecting)} policies; the client is admitted by the last one")
@@ -244,8 +199,8 @@ def main() -> None:
                 subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
                 if table:
                     nft(node, table)
-                connect_latency(client, 10)
-                lat = connect_latency(client, args.connects // rounds)
+                connect_latency(client, SERVER_IP, 80, 10)
+                lat = connect_latency(client, SERVER_IP, 80, args.connects // rounds)
                 samples[label] += lat
                 medians[label] = statistics.median(lat)
             for label, _ in variants:
@@ -257,8 +212,7 @@ def main() -> None:
     finally:
         stop.set()
         store.close()
-        for ns in (client, node, server):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove(client, node, server)
         subprocess.run(["rm", "-rf", tmp])
 
 

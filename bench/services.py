@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,10 +25,12 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from podnet.kernel import netns as kns  # noqa: E402
 from podnet.proxy import render  # noqa: E402
 
-TARGET_IP, SERVER_IP = "10.96.255.254", "10.201.0.2"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from routed_pair import SERVER_IP, connect_latency, nft, remove, serve, sh, topology  # noqa: E402
+
+TARGET_IP = "10.96.255.254"
 
 
 def synthetic(n: int, target_endpoint: str | None = None):
@@ -63,65 +64,6 @@ def linearize(model: render.Model) -> render.Model:
     m.chains["services-linear"] = rules
     m.chains["services"] = [[{"jump": {"target": "services-linear"}}]]
     return m
-
-
-def nft(ns: str, cmds: list) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "-f", "-"], input=json.dumps({"nftables": cmds}).encode(),
-                       capture_output=True)
-    if r.returncode != 0:
-        raise SystemExit(f"nft failed: {r.stderr.decode()[:500]}")
-    return time.perf_counter() - t0
-
-
-def sh(*argv):
-    subprocess.run(argv, check=True, capture_output=True)
-
-
-def topology(tag: str) -> tuple[str, str, str]:
-    client, node, server = f"pn-{tag}-c", f"pn-{tag}-n", f"pn-{tag}-s"
-    for ns in (client, node, server):
-        sh("ip", "netns", "add", ns)
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-    sh("ip", "-n", node, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", client)
-    sh("ip", "-n", node, "link", "add", "s0", "type", "veth", "peer", "name", "eth0", "netns", server)
-    for ns, dev, addr in ((node, "c0", "10.200.0.1/24"), (client, "eth0", "10.200.0.2/24"),
-                          (node, "s0", "10.201.0.1/24"), (server, "eth0", f"{SERVER_IP}/24")):
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-    sh("ip", "-n", client, "route", "add", "default", "via", "10.200.0.1")
-    sh("ip", "-n", server, "route", "add", "default", "via", "10.201.0.1")
-    sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    return client, node, server
-
-
-def connect_latency(client: str, count: int) -> list[float]:
-    out = []
-    for _ in range(count):
-        with kns.entered(f"/var/run/netns/{client}"):
-            s = socket.socket()
-        with s:
-            s.settimeout(2)
-            t0 = time.perf_counter()
-            s.connect((TARGET_IP, 80))
-            out.append((time.perf_counter() - t0) * 1e6)
-    return out
-
-
-def serve(server: str, stop: threading.Event) -> None:
-    with kns.entered(f"/var/run/netns/{server}"):
-        srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((SERVER_IP, 8080))
-    srv.listen(1024)
-    srv.settimeout(0.5)
-    while not stop.is_set():
-        try:
-            conn, _ = srv.accept()
-            conn.close()
-        except OSError:
-            pass
-    srv.close()
 
 
 def dns_qps(tag: str, names: int, seconds: int) -> tuple[float, float] | None:
@@ -179,7 +121,7 @@ def main() -> None:
     tag = "b" + uuid.uuid4().hex[:4]
     client, node, server = topology(tag)
     stop = threading.Event()
-    srv = threading.Thread(target=serve, args=(server, stop), daemon=True)
+    srv = threading.Thread(target=serve, args=(server, 8080, stop), daemon=True)
     srv.start()
     try:
         print("service proxy sync (services x 10 endpoints; seconds)")
@@ -211,14 +153,13 @@ def main() -> None:
                 subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
                 for batch in render.full_chunked(variant):
                     nft(node, batch)
-                connect_latency(client, 20)  # warm up
-                lat = connect_latency(client, args.connects)
+                connect_latency(client, TARGET_IP, 80, 20)  # warm up
+                lat = connect_latency(client, TARGET_IP, 80, args.connects)
                 row.append((statistics.median(lat), sorted(lat)[int(0.95 * len(lat))]))
             print(f"  {n:>9}{row[0][0]:>17.0f}{row[0][1]:>8.0f}{row[1][0]:>18.0f}{row[1][1]:>8.0f}{row[0][0] / row[1][0]:>10.2f}x")
     finally:
         stop.set()
-        for ns in (client, node, server):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove(client, node, server)
     qps = dns_qps(tag, 1000, 5)
     if qps:
         print("DNS queries per second, 1,000 service names, dnsperf 5 s (higher is better)")
