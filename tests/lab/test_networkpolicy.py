@@ -243,3 +243,18 @@ def test_the_pods_own_node_gets_through(plab):
     assert probe.reach(node1, ips["x/a"], 80)        # x/a lives on node1
     assert not probe.reach(node1, ips["x/b"], 80)    # x/b lives on node2
     assert probe.reach(node1, ips["y/b"], 80)        # y is not isolated
+
+
+def test_egress_isolation_covers_the_nodes_addresses(plab):
+    """A pod's packets to a node address end in the node's input hook, not forward: default-deny
+    egress must stop them there too, and an ipBlock for the underlay lets them through again.
+    Port 9 has no listener: reachable shows as a refusal, blocked as a timeout."""
+    node1_ip = plab.state.node("node1").ip
+    src = plab.netns_of("x/a")  # on node1
+    assert probe.tcp_exchange(src, node1_ip, 9, timeout=1)[1] == "ConnectionRefusedError"
+    plab.set_policies([("x", {"podSelector": {}, "policyTypes": ["Egress"]})])
+    assert probe.tcp_exchange(src, node1_ip, 9, timeout=1)[1] == "TimeoutError"
+    assert probe.tcp_exchange(plab.netns_of("x/b"), node1_ip, 9, timeout=1)[1] == "TimeoutError"  # from node2
+    plab.set_policies([("x", {"podSelector": {}, "policyTypes": ["Egress"],
+                              "egress": [{"to": [{"ipBlock": {"cidr": "172.31.0.0/24"}}]}]})])
+    assert probe.tcp_exchange(src, node1_ip, 9, timeout=1)[1] == "ConnectionRefusedError"

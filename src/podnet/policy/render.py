@@ -7,6 +7,7 @@ through br_netfilter). Replies of allowed connections pass (`ct state establishe
     forward:  ct state established,related accept
               ip saddr vmap @egress-isolated     -> jump egress-<pod>   (return = allowed)
               ip daddr vmap @ingress-isolated    -> jump ingress-<pod>  (return = allowed)
+    input:    the first two again, for a pod's packets to the node's own addresses
     <pod>:    one rule per (policy rule, peer kind): peers as an IP set, ports as ranges or, for
               named egress ports, a set of ip . proto . port resolved per destination; then drop.
 
@@ -171,4 +172,7 @@ def render(world: World, node: str) -> list[dict]:
                [{"vmap": {"key": _ip("saddr"), "data": "@egress-isolated"}}],
                [{"vmap": {"key": _ip("daddr"), "data": "@ingress-isolated"}}]]
     cmds += [{"add": {"rule": {**T, "chain": "forward", "expr": r}}} for r in forward]
+    # egress isolation covers the node too: a pod's packets to a node address end in input
+    cmds.append({"add": {"chain": {**T, "name": "input", "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}}})
+    cmds += [{"add": {"rule": {**T, "chain": "input", "expr": r}}} for r in forward[:2]]
     return cmds
