@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
+
 from ..cni import errors
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
@@ -143,23 +143,16 @@ def enable_forwarding(families: set[str]) -> None:
 
 def add(args: CmdArgs) -> dict:
     c = BridgeConf.load(args.conf)
-    try:
-        ns_fd = netns.open_netns(args.netns)
-    except netns.NetnsNotFound as e:
-        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
-    nl = rtnl.Netlink()
+    h = common.AddHandles(args.netns)
+    nl, cnl = h.nl, h.cnl
     host_name = common.random_veth_name()
-    cnl: rtnl.Netlink | None = None
     created = False
     ipam_done = False
     try:
         br = ensure_bridge(nl, c)
-        with netns.entered(args.netns):
-            cnl = rtnl.Netlink()
-            if cnl.link(args.ifname) is not None:
-                raise CNIError(errors.INTERNAL, f"container veth name provided ({args.ifname}) already exists")
+        common.refuse_existing_iface(cnl, args.ifname)
         try:
-            nl.add_veth(host_name, args.ifname, mtu=c.mtu, peer_netns_fd=ns_fd)
+            nl.add_veth(host_name, args.ifname, mtu=c.mtu, peer_netns_fd=h.ns_fd)
         except OSError as e:
             raise CNIError(errors.INTERNAL, f"failed to create veth pair: {e.strerror}") from None
         created = True
@@ -214,10 +207,7 @@ def add(args: CmdArgs) -> dict:
                                  (lambda: _remove_rules(args, c)) if c.ip_masq or c.macspoofchk else None)
         raise
     finally:
-        os.close(ns_fd)
-        nl.close()
-        if cnl is not None:
-            cnl.close()
+        h.close()
 
 
 def _add_default_routes(result: dict) -> None:

@@ -98,6 +98,37 @@ def configure_iface(nl: rtnl.Netlink, ifname: str, result: dict, iface_index: in
             raise CNIError(errors.INTERNAL, f"failed to add route '{route['dst']} via {gw or '-'} dev {ifname}': {e.strerror}") from None
 
 
+class AddHandles:
+    """What an ADD works with: the container's netns as an fd (to move a veth into it), and
+    rtnetlink in the host namespace (`nl`) and in the container's (`cnl`). close() releases
+    all three; a missing netns is the spec's error 3 before anything is opened."""
+
+    def __init__(self, netns_path: str) -> None:
+        try:
+            self.ns_fd = netns.open_netns(netns_path)
+        except netns.NetnsNotFound as e:
+            raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {netns_path!r}", str(e)) from None
+        self.nl = self.cnl = None
+        try:
+            self.nl = rtnl.Netlink()
+            with netns.entered(netns_path):
+                self.cnl = rtnl.Netlink()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        os.close(self.ns_fd)
+        for sock in (self.nl, self.cnl):
+            if sock is not None:
+                sock.close()
+
+
+def refuse_existing_iface(cnl: rtnl.Netlink, ifname: str) -> None:
+    if cnl.link(ifname) is not None:
+        raise CNIError(errors.INTERNAL, f"container veth name provided ({ifname}) already exists")
+
+
 def unwind_failed_add(nl: rtnl.Netlink, host_veth: str | None, args: CmdArgs | None, remove_rules=None) -> None:
     """Undo a half-done ADD: delete the host veth (its peer goes with it), release the IPAM
     allocation, remove the attachment's rules. Never raises: the ADD's own error is the one

@@ -9,7 +9,6 @@ the bridge plugin.
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from ..cni import errors
 from ..cni.errors import CNIError
@@ -34,23 +33,16 @@ def _load(conf: dict) -> tuple[bool, int]:
 
 def add(args: CmdArgs) -> dict:
     masq, mtu = _load(args.conf)
-    try:
-        ns_fd = netns.open_netns(args.netns)
-    except netns.NetnsNotFound as e:
-        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
-    nl = rtnl.Netlink()
+    h = common.AddHandles(args.netns)
+    nl, cnl = h.nl, h.cnl
     host_name = common.random_veth_name()
-    cnl: rtnl.Netlink | None = None
     created = ipam_done = False
     tag = common.attachment_tag(args.conf["name"], args.container_id, args.ifname)
     try:
-        with netns.entered(args.netns):
-            cnl = rtnl.Netlink()
-        if cnl.link(args.ifname) is not None:
-            raise CNIError(errors.INTERNAL, f"container veth name provided ({args.ifname}) already exists")
+        common.refuse_existing_iface(cnl, args.ifname)
         ipam = common.ipam_exec("ADD", args)
         ipam_done = True
-        nl.add_veth(host_name, args.ifname, mtu=mtu, peer_netns_fd=ns_fd)
+        nl.add_veth(host_name, args.ifname, mtu=mtu, peer_netns_fd=h.ns_fd)
         created = True
         host = nl.link(host_name)
         nl.set_link(host.index, up=True)
@@ -92,10 +84,7 @@ def add(args: CmdArgs) -> dict:
                                  if masq else None)
         raise
     finally:
-        os.close(ns_fd)
-        nl.close()
-        if cnl is not None:
-            cnl.close()
+        h.close()
 
 
 def delete(args: CmdArgs) -> None:
