@@ -39,6 +39,11 @@ def selector_matches(selector: dict, labels: dict[str, str]) -> bool:
     return True
 
 
+def in_ip_block(ip: str, cidr: str, excepts: list[str]) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return addr in ipaddress.ip_network(cidr) and not any(addr in ipaddress.ip_network(e) for e in excepts)
+
+
 @dataclass(frozen=True)
 class PodInfo:
     name: str
@@ -75,9 +80,7 @@ def _selecting(world: World, pod: PodInfo, direction: str) -> list[dict]:
 
 def _peer_matches(world: World, peer: dict, policy_ns: str, ip: str, pod: PodInfo | None) -> bool:
     if "ipBlock" in peer:
-        addr = ipaddress.ip_address(ip)
-        block = peer["ipBlock"]
-        return addr in ipaddress.ip_network(block["cidr"]) and not any(addr in ipaddress.ip_network(e) for e in block["except"])
+        return in_ip_block(ip, peer["ipBlock"]["cidr"], peer["ipBlock"]["except"])
     if pod is None:
         return False  # selectors only ever match pods
     if "namespaceSelector" in peer:

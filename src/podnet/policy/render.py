@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from .evaluate import PodInfo, World, _selecting, selector_matches
+from .evaluate import PodInfo, World, _peer_matches, _selecting, in_ip_block
 
 TABLE = "podnet_policy"
 T = {"family": "ip", "table": TABLE}
@@ -48,20 +48,12 @@ def _peer_ips(world: World, rule: dict, policy_ns: str) -> tuple[list[str], list
         if "ipBlock" in peer:
             blocks.append((peer["ipBlock"]["cidr"], peer["ipBlock"]["except"]))
             continue
-        for pod in world.pods:
-            ns_ok = selector_matches(peer["namespaceSelector"], world.ns_labels(pod.namespace)) \
-                if "namespaceSelector" in peer else pod.namespace == policy_ns
-            if ns_ok and ("podSelector" not in peer or selector_matches(peer["podSelector"], pod.label_dict)):
-                ips.add(pod.ip)
+        ips.update(pod.ip for pod in world.pods if _peer_matches(world, peer, policy_ns, pod.ip, pod))
     return sorted(ips), blocks  # (a sorted list: set elements come out in a stable order)
 
 
 def _in_peers(ip: str, ips: list[str], blocks: list[tuple[str, list[str]]]) -> bool:
-    if ip in ips:
-        return True
-    addr = ipaddress.ip_address(ip)
-    return any(addr in ipaddress.ip_network(cidr) and not any(addr in ipaddress.ip_network(e) for e in excepts)
-               for cidr, excepts in blocks)
+    return ip in ips or any(in_ip_block(ip, cidr, excepts) for cidr, excepts in blocks)
 
 
 def _port_exprs(ports: list[dict], named_for: PodInfo | None) -> list[list[dict]] | None:
