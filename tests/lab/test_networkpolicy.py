@@ -17,14 +17,15 @@ import time
 
 import pytest
 
+from podnet.api.keys import NETWORK_POLICIES
 from podnet.api.networkpolicy import parse_namespace, parse_network_policy
 from podnet.api.pod import parse_pod
 from podnet.api.service import DNS_SERVICE_IP
 from podnet.kernel import netns as kns
 from podnet.lab import pods as pods_mod
-from podnet.lab import policies, probe, topology
+from podnet.lab import policies, probe
 from podnet.policy.evaluate import truth_table
-from podnet.policy.world import NETWORK_POLICIES, load_world
+from podnet.policy.world import load_world
 from tests.lab.conftest import module_lab
 from tests.policy.cases import CASES, NODE_OF, NS, PODS, PORTS, Case, pairs
 

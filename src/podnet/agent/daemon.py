@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from ..api import cluster
+from ..api import cluster, keys
 from ..api.errors import ValidationError
 from ..cni.install import install
 from ..kernel import nft, rtnl
@@ -26,7 +26,6 @@ from . import backend, leases, render
 from .cniserver import CNIServer, DelegateConfig
 
 CONFIG_KEY = "/podnet/config"
-NODES = "/podnet/nodes/"
 
 
 def log(msg: str) -> None:
@@ -118,7 +117,7 @@ class Agent:
         log(f"lease {self.lease.subnet} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
 
     def put_node(self) -> None:
-        key = NODES + self.node
+        key = keys.NODES + self.node
         kv = self.store.get(key)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if kv is not None:
@@ -160,8 +159,8 @@ class Agent:
     def sync_services(self) -> None:
         """EndpointSlices for every service (written only when they differ), then the proxy
         ruleset (one transaction; nothing at all when nothing changed)."""
-        services = [json.loads(kv.value) for kv in self.store.list("/podnet/services/")[0]]
-        pods = [json.loads(kv.value) for kv in self.store.list("/podnet/pods/")[0]]
+        services = [json.loads(kv.value) for kv in self.store.list(keys.SERVICES)[0]]
+        pods = [json.loads(kv.value) for kv in self.store.list(keys.PODS)[0]]
         slices: dict[tuple[str, str], dict] = {}
         wanted_keys = set()
         for svc in services:
@@ -267,7 +266,7 @@ class Agent:
                 last_heartbeat = now
             # not /podnet/endpointslices/: this agent computes those itself from services and pods,
             # so their events are only its own (or another agent's identical) writes echoing back
-            service_events = any(e.key.startswith(("/podnet/services/", "/podnet/pods/")) for e in events)
+            service_events = any(e.key.startswith((keys.SERVICES, keys.PODS)) for e in events)
             if relevant or now - last_resync >= 10:
                 self.reconcile(nl)
             if service_events or now - last_resync >= 10:

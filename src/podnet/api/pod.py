@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import ValidationError
+from .keys import PODS
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -31,7 +32,7 @@ class Pod:
 
     @property
     def key(self) -> str:
-        return f"/podnet/pods/{self.namespace}/{self.name}"
+        return f"{PODS}{self.namespace}/{self.name}"
 
 
 def check_name(value: object, field_: str, source: str, pattern=DNS_SUBDOMAIN, limit: int = 253) -> str:

@@ -9,6 +9,7 @@ import random
 
 from ..store import Store
 from .errors import ValidationError
+from .keys import SERVICES
 from .pod import DNS_LABEL, check_labels, check_name, parse_header
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -116,7 +117,7 @@ def _service(name: str, namespace: str, labels: dict, spec: dict, doc: dict) -> 
 
 
 def service_key(namespace: str, name: str) -> str:
-    return f"/podnet/services/{namespace}/{name}"
+    return f"{SERVICES}{namespace}/{name}"
 
 
 # -- allocation -------------------------------------------------------------------------------

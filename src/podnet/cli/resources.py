@@ -23,7 +23,8 @@ from ..lab import pods as pods_mod
 from ..lab import policies, workloads
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
-from ..policy.world import NETWORK_POLICIES, namespace_key
+from ..api.keys import NETWORK_POLICIES, NODES, PODS, SERVICES
+from ..policy.world import namespace_key
 from ..store import open_store
 
 
@@ -280,7 +281,7 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             _get_other(state, store, kind, names, namespace, all_namespaces, output)
             return
         if kind in ("nodes", "node", "no"):
-            kvs, _ = store.list("/podnet/nodes/")
+            kvs, _ = store.list(NODES)
             items = _select([json.loads(kv.value) for kv in kvs], names, "node")
             if _emit(items, output or "", len(names) == 1, "node"):
                 return
@@ -364,7 +365,7 @@ def _ports(spec: dict) -> str:
 
 def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: bool, output: str | None) -> None:
     if kind in ("services", "service", "svc"):
-        prefix, word = "/podnet/services/", "service"
+        prefix, word = SERVICES, "service"
     elif kind in ("deployments", "deployment", "deploy"):
         prefix, word = workloads.DEPLOYMENTS, "deployment"
     elif kind in ("networkpolicies", "networkpolicy", "netpol"):
@@ -478,7 +479,7 @@ def label(kind: str, name: str, changes: tuple[str, ...], namespace: str, overwr
         raise click.ClickException(str(e)) from None
     with lab_store() as (state, store):
         if KINDS[kind] == "Pod":
-            kv = store.get(f"{pods_mod.PODS}{namespace}/{name}")
+            kv = store.get(f"{PODS}{namespace}/{name}")
             if kv is None:
                 raise click.ClickException(f'pods "{name}" not found in namespace {namespace}')
             obj, key, word = json.loads(kv.value), kv.key, "pod"

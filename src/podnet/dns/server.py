@@ -16,10 +16,12 @@ import time
 from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
+from ..api.keys import SERVICES
+from ..proxy.endpoints import SLICES
 from ..store import Compacted, Store, StoreError, open_store
 from . import records
 
-PREFIXES = ("/podnet/services/", "/podnet/endpointslices/")
+PREFIXES = (SERVICES, SLICES)
 
 
 def _rdata(rr: records.RR):

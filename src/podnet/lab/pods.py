@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 
+from ..api.keys import PODS, SERVICES
 from ..api.pod import Pod
 from ..api.service import DNS_SERVICE_IP
 from ..cni.errors import CNIError
@@ -20,7 +21,6 @@ from ..proc import pid_alive, pod_running
 from .netns_util import delete_netns, ip
 from .state import LabError, LabState
 
-PODS = "/podnet/pods/"
 LOOPBACK = b'{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}'
 
 
@@ -68,7 +68,7 @@ def _runtime(state: LabState, pod_ns: str, namespace: str, name: str, uid: str) 
 def service_env(store: Store, namespace: str) -> dict[str, str]:
     """{SVC}_SERVICE_HOST/_PORT for the services of the namespace that exist now (as kubelet does)."""
     env: dict[str, str] = {}
-    for kv in store.list(f"/podnet/services/{namespace}/")[0]:
+    for kv in store.list(f"{SERVICES}{namespace}/")[0]:
         svc = json.loads(kv.value)
         spec = svc["spec"]
         if spec["type"] == "ExternalName" or spec.get("clusterIP") in (None, "", "None"):

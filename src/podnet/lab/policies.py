@@ -6,7 +6,8 @@ import json
 import os
 import time
 
-from ..policy.world import NAMESPACES, NETWORK_POLICIES, namespace_key, network_policy_key
+from ..api.keys import NAMESPACES, NETWORK_POLICIES, PODS, SERVICES
+from ..policy.world import namespace_key, network_policy_key
 from ..store import Store
 from . import pods as pods_mod
 from . import workloads
@@ -42,7 +43,7 @@ def list_namespaces(store: Store) -> list[dict]:
     lab creates pods in any namespace): those carry just the automatic name label."""
     found = {json.loads(kv.value)["metadata"]["name"]: json.loads(kv.value) for kv in store.list(NAMESPACES)[0]}
     implied = set(SYSTEM_NAMESPACES)
-    for prefix in (pods_mod.PODS, "/podnet/services/", workloads.DEPLOYMENTS, NETWORK_POLICIES):
+    for prefix in (PODS, SERVICES, workloads.DEPLOYMENTS, NETWORK_POLICIES):
         implied |= {kv.key[len(prefix):].split("/", 1)[0] for kv in store.list(prefix)[0]}
     for name in implied - set(found):
         found[name] = {"apiVersion": "v1", "kind": "Namespace",
@@ -56,9 +57,9 @@ def delete_namespace(state: LabState, store: Store, name: str) -> bool:
     existed = store.delete(namespace_key(name))
     for kv in store.list(f"{workloads.DEPLOYMENTS}{name}/")[0]:
         existed = workloads.delete_deployment(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
-    for kv in store.list(f"{pods_mod.PODS}{name}/")[0]:
+    for kv in store.list(f"{PODS}{name}/")[0]:
         existed = pods_mod.delete_pod(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
-    for kv in store.list(f"/podnet/services/{name}/")[0]:
+    for kv in store.list(f"{SERVICES}{name}/")[0]:
         existed = workloads.delete_service(store, name, kv.key.rsplit("/", 1)[1]) or existed
     for kv in store.list(f"{NETWORK_POLICIES}{name}/")[0]:
         existed = store.delete(kv.key) or existed

@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from ..api import cluster
+from ..api.keys import NODES
 from ..api.service import LB_POOL
 from ..kernel import netns as kns
 from ..store import open_store
@@ -141,7 +142,7 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         store = open_store(state.store_url)
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
-                kv = store.get(f"/podnet/nodes/{name}")
+                kv = store.get(f"{NODES}{name}")
                 if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")):
                     node = json.loads(kv.value)
                     progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
@@ -239,7 +240,7 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
         for lease in all_leases:
             if lease.node == node_name:
                 store.delete(lease.key)
-        store.delete(f"/podnet/nodes/{node_name}")
+        store.delete(f"{NODES}{node_name}")
         store.close()
     delete_netns(node.netns)
     subprocess.run(["ip", "-n", state.underlay, "link", "del", f"u-{node_name}"[:15]], capture_output=True)

@@ -8,12 +8,9 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from ..api.keys import NAMESPACES, NETWORK_POLICIES, NODES, PODS
 from .evaluate import PodInfo, World
 
-PODS = "/podnet/pods/"
-NAMESPACES = "/podnet/namespaces/"
-NETWORK_POLICIES = "/podnet/networkpolicies/"
-NODES = "/podnet/nodes/"
 # events under these prefixes can change what a node enforces
 WATCHED = (PODS, NAMESPACES, NETWORK_POLICIES)
 
