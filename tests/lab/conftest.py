@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import sys
+import time
 import uuid
 
 import pytest
@@ -15,6 +16,17 @@ from podnet.lab import pods as pods_mod
 from podnet.lab import topology
 from podnet.lab.state import LabState
 from podnet.store import open_store
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll until `predicate()` is truthy; its last value (falsy when the time ran out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 class Lab:

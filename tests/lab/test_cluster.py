@@ -14,6 +14,7 @@ from podnet.agent import leases
 from podnet.kernel import netns as kns
 from podnet.lab import probe, topology
 from tests.conftest import ip_json
+from tests.lab.conftest import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -25,16 +26,6 @@ def six_pods(lab) -> list[dict]:
     pods = lab.pods()
     assert len(pods) == 6 and len({p["status"]["podIP"] for p in pods}) == 6
     return pods
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def full_matrix(pods):

@@ -12,7 +12,8 @@ from dnslib import RCODE, DNSRecord
 from podnet.api.service import DNS_SERVICE_IP
 from podnet.kernel import netns as kns
 from podnet.lab import workloads
-from tests.lab.test_services import Cluster, deployment, service, wait_for
+from tests.lab.conftest import wait_for
+from tests.lab.test_services import Cluster, deployment, service
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from podnet.lab import pods as pods_mod
 from podnet.lab import policies, probe
 from podnet.policy.evaluate import truth_table
 from podnet.policy.world import load_world
-from tests.lab.conftest import module_lab
+from tests.lab.conftest import module_lab, wait_for
 from tests.policy.cases import CASES, NODE_OF, NS, PODS, PORTS, Case, pairs
 
 pytestmark = pytest.mark.root
@@ -170,12 +170,9 @@ def _stream(netns: str, ip: str, port: int, stop: threading.Event, log: list) ->
 
 
 def _first_time(check, want: bool, timeout: float) -> float:
+    """Seconds until check() first gives `want`; infinity if it never does within `timeout`."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check() == want:
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return float("inf")
+    return time.monotonic() - start if wait_for(lambda: check() == want, timeout, 0.02) else float("inf")
 
 
 def test_updates_while_traffic_flows(plab):

@@ -15,6 +15,7 @@ from podnet.api.pod import parse_pod
 from podnet.api.service import parse_service
 from podnet.lab import pods as pods_mod
 from podnet.lab import probe, topology, workloads
+from tests.lab.conftest import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 ECHO = [sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]
@@ -64,15 +65,6 @@ class Cluster:
         if kv is None:
             return []
         return sorted(a for sl in json.loads(kv.value)["items"] for ep in sl["endpoints"] for a in ep["addresses"])
-
-
-def wait_for(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def backends(netns, ip, port, n=30):

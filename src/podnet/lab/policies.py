@@ -41,7 +41,8 @@ def apply_namespace(store: Store, namespace: dict) -> str:
 def list_namespaces(store: Store) -> list[dict]:
     """Stored namespaces, plus the ones that exist only because something lives in them (as the
     lab creates pods in any namespace): those carry just the automatic name label."""
-    found = {json.loads(kv.value)["metadata"]["name"]: json.loads(kv.value) for kv in store.list(NAMESPACES)[0]}
+    stored = (json.loads(kv.value) for kv in store.list(NAMESPACES)[0])
+    found = {ns["metadata"]["name"]: ns for ns in stored}
     implied = set(SYSTEM_NAMESPACES)
     for prefix in (PODS, SERVICES, workloads.DEPLOYMENTS, NETWORK_POLICIES):
         implied |= {kv.key[len(prefix):].split("/", 1)[0] for kv in store.list(prefix)[0]}
