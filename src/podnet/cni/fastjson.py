@@ -5,6 +5,12 @@ its pure-Python decoder and encoder use regular expressions. The C accelerator `
 none of that: its scanner parses whole documents natively, and its string escaper is all an
 encoder needs. Errors are raised as `ValueError` (json.JSONDecodeError is a subclass), after
 importing `json` lazily on that cold path only.
+
+The scanner reports a syntax error through `json.decoder.JSONDecodeError`, which it looks up in
+`sys.modules` without importing it: when `json` was never imported (the plugin path), it fails
+with a bare SystemError ("returned NULL without setting an exception"). That, too, sends us to
+the cold path, which imports `json` and raises the real error. Input nested deeper than the
+interpreter's recursion limit is reported as a ValueError, never a RecursionError.
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ def loads(data: str | bytes) -> object:
         start += 1
     try:
         obj, end = _scan(data, start)
-    except StopIteration as e:
+    except (StopIteration, SystemError) as e:
         return _slow_loads(data, e)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     while end < len(data) and data[end] in _WS:
         end += 1
     if end != len(data):
@@ -52,7 +60,10 @@ def loads(data: str | bytes) -> object:
 def _slow_loads(data: str, _cause: object) -> object:
     import json  # only to produce the same error messages as json.loads
 
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _encode(obj: object, indent: str, level: int, out: list[str]) -> None:

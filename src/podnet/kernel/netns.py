@@ -31,6 +31,11 @@ class NetnsNotFound(OSError):
     pass
 
 
+class NotANetns(OSError):
+    """The path exists but is no network namespace (a regular file, a directory, another
+    namespace type): setns() refuses it with a bare EINVAL, which tells nobody anything."""
+
+
 def open_netns(path: str) -> int:
     """An O_RDONLY fd on a netns path (/var/run/netns/X or /proc/PID/ns/net)."""
     try:
@@ -42,10 +47,19 @@ def open_netns(path: str) -> int:
 @contextlib.contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the body with this thread in the namespace at `path`, then come back."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = open_netns(path)
     try:
-        _libc_setns(target, CLONE_NEWNET)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(target)
+        raise
+    try:
+        try:
+            _libc_setns(target, CLONE_NEWNET)
+        except OSError as e:
+            if e.errno == 22:  # EINVAL
+                raise NotANetns(f'failed to open netns "{path}": not a network namespace') from None
+            raise
         try:
             yield
         finally:

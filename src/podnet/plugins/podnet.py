@@ -40,8 +40,10 @@ def forward(socket_path: str, env: dict, stdin: bytes) -> tuple[int, str]:
             chunks.append(chunk)
     finally:
         s.close()
+    if not chunks:
+        raise ConnectionError("the agent closed the connection without a reply")
     reply = json.loads(b"".join(chunks))
-    return int(reply["code"]), reply["stdout"]
+    return int(reply["code"]), str(reply["stdout"])
 
 
 def run(environ: dict, stdin: bytes) -> tuple[int, str]:
@@ -51,19 +53,23 @@ def run(environ: dict, stdin: bytes) -> tuple[int, str]:
     version = CURRENT
     try:
         conf = json.loads(stdin)
-        if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
+        if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str) and conf["cniVersion"] in SUPPORTED:
             version = conf["cniVersion"]
-    except ValueError as e:
+    except ValueError as e:  # UnicodeDecodeError too
         return 1, _error(version, 6, f"error unmarshall network config: {e}")
     if not isinstance(conf, dict):
         return 1, _error(version, 6, "error unmarshall network config: not a JSON object")
     path = conf.get("socket") or DEFAULT_SOCKET
+    if not isinstance(path, str):
+        return 1, _error(version, 7, "socket: must be the path of the agent's CNI socket")
     env = {k: environ.get(k, "") for k in ENV}
     try:
         return forward(path, env, stdin)
-    except (OSError, ValueError, KeyError) as e:
+    except OSError as e:
         code = 50 if command == "STATUS" else 11
         return 1, _error(version, code, "podnet agent is not reachable", f"{path}: {e}")
+    except (ValueError, KeyError, TypeError) as e:
+        return 1, _error(version, 999, "podnet agent sent a malformed reply", f"{path}: {e}")
 
 
 def main() -> None:
@@ -72,7 +78,10 @@ def main() -> None:
               file=sys.stderr)
         sys.exit(0)
     stdin = b"" if os.environ.get("CNI_COMMAND") == "VERSION" else sys.stdin.buffer.read()
-    code, out = run(dict(os.environ), stdin)
+    try:
+        code, out = run(dict(os.environ), stdin)
+    except Exception as e:  # noqa: BLE001 - the runtime must get the spec's error JSON, never a traceback
+        code, out = 1, _error(CURRENT, 999, str(e) or e.__class__.__name__)
     if out:
         sys.stdout.write(out)
         sys.stdout.flush()
