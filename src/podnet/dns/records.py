@@ -26,6 +26,7 @@ class Index:
     zone: str
     records: dict[str, list[RR]] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)   # every existing name, including empty non-terminals
+    skipped: list[str] = field(default_factory=list)  # services too malformed to index, and why
 
     def add(self, rr: RR) -> None:
         self.records.setdefault(rr.name, []).append(rr)
@@ -72,45 +73,66 @@ def reverse_name(ip: str) -> str:
 
 
 def build(services: list[dict], slices: dict[tuple[str, str], dict], zone: str = "cluster.local") -> Index:
+    """The index of every service's records. A service (or its slices) too malformed to read
+    is left out and named in `Index.skipped`; it never stops the others from resolving."""
     zone = zone.lower().rstrip(".") + "."
     idx = Index(zone)
     idx.add(RR(f"dns-version.{zone}", "TXT", (SCHEMA_VERSION,)))
     for svc in services:
-        ns, name = svc["metadata"]["namespace"].lower(), svc["metadata"]["name"].lower()
-        spec = svc["spec"]
-        fqdn = f"{name}.{ns}.svc.{zone}"
-        idx.names.add(fqdn)
-        idx.names.add(f"{ns}.svc.{zone}")
-        if spec["type"] == "ExternalName":
-            idx.add(RR(fqdn, "CNAME", (spec["externalName"].rstrip(".") + ".",)))
+        try:
+            names, rrs = _service_records(svc, slices, zone)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            idx.skipped.append(f"{_ident(svc)}: {e.__class__.__name__}: {e}")
             continue
-        named = [p for p in spec.get("ports", []) if p.get("name")]
-        if spec.get("clusterIP") not in (None, "", "None"):
-            ip = spec["clusterIP"]
-            idx.add(RR(fqdn, "A", (ip,)))
-            idx.add(RR(reverse_name(ip), "PTR", (fqdn,)))
-            for p in named:
-                idx.add(RR(f"_{p['name']}._{p['protocol'].lower()}.{fqdn}", "SRV", (0, 100, p["port"], fqdn)))
-            continue
-        # headless: the ready endpoints themselves
-        for sl in (slices.get((ns, name)) or {}).get("items", []):
-            for ep in sl.get("endpoints", []):
-                if not ep.get("conditions", {}).get("ready", True):
-                    continue
-                for addr in ep.get("addresses", []):
-                    host = (ep.get("hostname") or addr.replace(".", "-")).lower()
-                    target = f"{host}.{fqdn}"
-                    idx.add(RR(fqdn, "A", (addr,)))
-                    idx.add(RR(target, "A", (addr,)))
-                    idx.add(RR(reverse_name(addr), "PTR", (target,)))
-                    for p in named:
-                        port = next((sp["port"] for sp in sl.get("ports", []) if sp.get("name") == p["name"]), None)
-                        if port is not None:
-                            idx.add(RR(f"_{p['name']}._{p['protocol'].lower()}.{fqdn}", "SRV", (0, 100, port, target)))
+        idx.names.update(names)
+        for rr in rrs:
+            idx.add(rr)
     for rrs in idx.records.values():  # deterministic answers, no duplicates
         unique = list(dict.fromkeys(rrs))
         rrs[:] = unique
     return idx
+
+
+def _ident(svc: object) -> str:
+    try:
+        return f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"  # type: ignore[index]
+    except (KeyError, TypeError):
+        return "a service without namespace/name"
+
+
+def _service_records(svc: dict, slices: dict[tuple[str, str], dict], zone: str) -> tuple[list[str], list[RR]]:
+    ns, name = svc["metadata"]["namespace"].lower(), svc["metadata"]["name"].lower()
+    spec = svc["spec"]
+    fqdn = f"{name}.{ns}.svc.{zone}"
+    names = [fqdn, f"{ns}.svc.{zone}"]
+    out: list[RR] = []
+    if spec["type"] == "ExternalName":
+        return names, [RR(fqdn, "CNAME", (spec["externalName"].rstrip(".") + ".",))]
+    named = [p for p in spec.get("ports", []) if p.get("name")]
+    if spec.get("clusterIP") not in (None, "", "None"):
+        ip = str(ipaddress.IPv4Address(spec["clusterIP"]))
+        out.append(RR(fqdn, "A", (ip,)))
+        out.append(RR(reverse_name(ip), "PTR", (fqdn,)))
+        for p in named:
+            out.append(RR(f"_{p['name']}._{p['protocol'].lower()}.{fqdn}", "SRV", (0, 100, int(p["port"]), fqdn)))
+        return names, out
+    # headless: the ready endpoints themselves
+    for sl in (slices.get((ns, name)) or {}).get("items", []):
+        for ep in sl.get("endpoints", []):
+            if not ep.get("conditions", {}).get("ready", True):
+                continue
+            for addr in ep.get("addresses", []):
+                addr = str(ipaddress.IPv4Address(addr))
+                host = (ep.get("hostname") or addr.replace(".", "-")).lower()
+                target = f"{host}.{fqdn}"
+                out.append(RR(fqdn, "A", (addr,)))
+                out.append(RR(target, "A", (addr,)))
+                out.append(RR(reverse_name(addr), "PTR", (target,)))
+                for p in named:
+                    port = next((sp["port"] for sp in sl.get("ports", []) if sp.get("name") == p["name"]), None)
+                    if port is not None:
+                        out.append(RR(f"_{p['name']}._{p['protocol'].lower()}.{fqdn}", "SRV", (0, 100, int(port), target)))
+    return names, out
 
 
 def is_headless_without_endpoints(idx: Index, qname: str) -> bool:
