@@ -1,4 +1,4 @@
-"""Process liveness, shared by the lab (pod status) and the agent (endpoint readiness)."""
+"""Process liveness by PID (a zombie is not alive)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,3 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def pod_running(pod: dict) -> bool:
-    """Running in the store and, when the lab recorded its process, that process is alive."""
-    if pod.get("status", {}).get("phase") != "Running":
-        return False
-    pid = pod.get("metadata", {}).get("annotations", {}).get("podnet.io/pid")
-    return pid_alive(int(pid)) if pid else True

@@ -16,8 +16,16 @@ from podnet.agent.cniserver import CNIServer
 def ask(path: str, payload: bytes, timeout: float = 5.0) -> dict | None:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
     try:
-        s.connect(path)
+        while True:
+            try:
+                s.connect(path)
+                break
+            except BlockingIOError:  # a full listen backlog: a Unix socket says EAGAIN, not "wait"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         data = b""

@@ -86,3 +86,83 @@ def test_bad_cluster_config_names_the_field(doc, field):
     with pytest.raises(ValidationError) as e:
         cluster.parse(doc)
     assert e.value.field == field
+
+
+# -- Services, labels, ipBlocks: Kubernetes' own rules ---------------------------------------
+SVC = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+       "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+
+
+@pytest.mark.parametrize("name", ["1abc", "-web", "web-", "Web", "a" * 64])
+def test_service_names_are_dns_1035_labels(name):
+    from podnet.api.service import parse_service
+
+    with pytest.raises(ValidationError, match="starting with a letter") as e:
+        parse_service({**SVC, "metadata": {"name": name}}, "svc.yaml")
+    assert e.value.field == "metadata.name"
+
+
+@pytest.mark.parametrize("key", ["a b/c", "a b", "/c", "example.com/", "Example.com/x", "x/" + "a" * 64, "-a", "a-",
+                                 "a/b/c"])
+def test_bad_label_keys_are_refused(key):
+    with pytest.raises(ValidationError, match="label key") as e:
+        parse_pod(bad("metadata.labels", {key: "v"}), "pods.yaml")
+    assert e.value.field == f"metadata.labels.{key}"
+
+
+@pytest.mark.parametrize("key", ["app", "app.kubernetes.io/name", "a_b.c-d", "x" * 63, "example.com/X_y"])
+def test_good_label_keys_pass(key):
+    assert parse_pod(bad("metadata.labels", {key: "v"}), "pods.yaml").labels == {key: "v"}
+
+
+def _policy_with_block(block):
+    from podnet.api.networkpolicy import parse_network_policy
+
+    return parse_network_policy({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
+                                 "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": block}]}]}}, "np.yaml")
+
+
+@pytest.mark.parametrize("block,field,text", [
+    ({"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}, "spec.ingress[0].from[0].ipBlock.except[0]", "strictly inside"),
+    ({"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}, "spec.ingress[0].from[0].ipBlock.except[0]", "strictly inside"),
+    ({"cidr": "10.0.0.0/8", "except": ["fd00::/64"]}, "spec.ingress[0].from[0].ipBlock.except[0]", "strictly inside"),
+    ({"cidr": "bogus"}, "spec.ingress[0].from[0].ipBlock.cidr", 'not "bogus"'),
+    ({"cidr": 10}, "spec.ingress[0].from[0].ipBlock.cidr", "not 10"),
+    ({}, "spec.ingress[0].from[0].ipBlock.cidr", "is required"),
+    ({"cidr": "10.0.0.0/8", "except": "10.1.0.0/16"}, "spec.ingress[0].from[0].ipBlock.except", "list"),
+    ({"cidr": "10.0.0.0/8", "except": ["10.1.0.0/99"]}, "spec.ingress[0].from[0].ipBlock.except[0]", 'not "10.1.0.0/99"'),
+])
+def test_ip_block_errors_name_the_field_and_show_the_value(block, field, text):
+    with pytest.raises(ValidationError) as e:
+        _policy_with_block(block)
+    assert e.value.field == field and text in str(e.value)
+    assert "{" not in e.value.problem, "a Python dict in the message"
+
+
+def test_an_except_strictly_inside_passes():
+    p = _policy_with_block({"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]})
+    assert p["spec"]["ingress"][0]["peers"][0]["ipBlock"] == {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}
+
+
+@pytest.mark.parametrize("stype,extra", [("ClusterIP", {}), ("NodePort", {}), ("LoadBalancer", {}),
+                                         ("ClusterIP", {"clusterIP": "None"}), ("NodePort", {"externalTrafficPolicy": "Local"}),
+                                         ("ExternalName", {"externalName": "example.test"})])
+def test_a_parsed_service_parses_again_to_itself(stype, extra):
+    """What `podnet get svc -o yaml` prints (the stored object) is a valid manifest."""
+    from podnet.api.service import parse_service
+
+    doc = {**SVC, "spec": {**SVC["spec"], "type": stype, **extra}}
+    once = parse_service(doc, "svc.yaml")
+    assert parse_service(once, "stored") == once
+    if stype == "ClusterIP":
+        assert "externalTrafficPolicy" not in once["spec"]
+
+
+def test_a_clusterip_service_saved_with_external_policy_cluster_is_accepted():
+    from podnet.api.service import parse_service
+
+    doc = {**SVC, "spec": {**SVC["spec"], "externalTrafficPolicy": "Cluster"}}
+    assert "externalTrafficPolicy" not in parse_service(doc, "svc.yaml")["spec"]
+    with pytest.raises(ValidationError) as e:
+        parse_service({**SVC, "spec": {**SVC["spec"], "externalTrafficPolicy": "Local"}}, "svc.yaml")
+    assert e.value.field == "spec.externalTrafficPolicy"

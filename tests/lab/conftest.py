@@ -80,7 +80,7 @@ def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] 
 def make_lab(tmp_path):
     made = []
 
-    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 20) -> Lab:
+    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 24 * 3600) -> Lab:
         _need_tools()
         if store == "etcd" and not shutil.which("etcd"):
             pytest.skip("etcd-server is not installed")

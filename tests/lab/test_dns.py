@@ -91,8 +91,9 @@ def test_a_pod_resolves_short_names_with_its_tools(dns_cluster):
 
 def test_service_environment_variables(dns_cluster):
     c = dns_cluster
-    pid = int(c.client["metadata"]["annotations"]["podnet.io/pid"])
-    # the pod's command is `ip netns exec ... python`: its environment is the one we gave
+    from podnet.runtime.supervisor import read_state
+
+    pid = read_state(c.client["metadata"]["annotations"]["podnet.io/state"])["pid"]  # the container's own process
     env = dict(e.split("=", 1) for e in open(f"/proc/{pid}/environ").read().split("\0") if "=" in e)
     assert env["WEB_SERVICE_HOST"] == c.web["spec"]["clusterIP"] and env["WEB_SERVICE_PORT"] == "80"
     assert env["WEB_SERVICE_PORT_HTTP"] == "80"

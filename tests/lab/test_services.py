@@ -101,10 +101,10 @@ def test_node_port_from_every_node_and_load_balancer_from_outside(cluster):
     c = cluster
     node_port = c.web["spec"]["ports"][0]["nodePort"]
     for node in c.state.nodes:
-        got = backends(c.state.underlay, node.ip, node_port, n=12)
+        got = backends(c.state.underlay, node.ip, node_port, n=30)  # 3 backends: 12 samples missed one 2% of the time
         assert len(got) == 3 and "" not in got, (node.name, got)
     lb = c.web["status"]["loadBalancer"]["ingress"][0]["ip"]
-    got = backends(c.state.underlay, lb, 80, n=20)
+    got = backends(c.state.underlay, lb, 80, n=30)
     assert len(got) == 3 and "" not in got, got
 
 

@@ -1,7 +1,17 @@
 """`podnet agent`: one per node. Holds the node's subnet lease, programs the backend, masquerades
 egress, and serves CNI requests for the node's pods. Everything it does is reconciled from the
 store, so a restarted agent converges to the same state, and pods keep their connectivity while
-it is down (the kernel state it made stays)."""
+it is down (the kernel state it made stays).
+
+One error policy for every step of the loop (watch, lease renewal, heartbeat, routes, services,
+policy): a step that fails is logged and retried with back-off (0.5 s doubling to 30 s); the
+others keep running; nothing is fatal but a bad cluster config at start. A store that stalls or
+goes away therefore leaves the datapath as it is and the CNI socket serving (IPAM is local).
+
+Liveness and leases are separate, as in flannel: the subnet lease lasts 24 h by default and is
+renewed long before it ends; the Node object's heartbeat (every 5 s) says whether the agent is
+alive. Peers route to a node as long as its lease exists, so an agent that crashes or is
+restarted does not cut its pods off."""
 
 from __future__ import annotations
 
@@ -13,7 +23,7 @@ import sys
 import threading
 import time
 
-from ..api import cluster, keys
+from ..api import cluster, keys, stored
 from ..api.errors import ValidationError
 from ..cni.install import install
 from ..kernel import nft, rtnl
@@ -26,6 +36,10 @@ from . import backend, leases, render
 from .cniserver import CNIServer, DelegateConfig
 
 CONFIG_KEY = "/podnet/config"
+RETRY_INITIAL, RETRY_MAX = 0.5, 30.0
+HEARTBEAT = 5.0
+RESYNC = 10.0
+RENEW_EVERY = 600.0  # at most: leases are renewed every min(TTL/3, this)
 
 
 def log(msg: str) -> None:
@@ -49,7 +63,7 @@ def write_atomic(path: str, text: str) -> None:
 
 
 class Agent:
-    def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 20,
+    def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 24 * 3600,
                  masquerade: bool = True) -> None:
         self.node = node
         self.store_url = store_url
@@ -71,18 +85,57 @@ class Agent:
         self._policy_revision = 0
         self._policy_count = 0
         self.policy_status = os.path.join(state_dir, "policy-status.json")
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        self.pending: set[str] = set()  # steps that failed (or were asked for) and must run again
+        self._skipped: dict[str, set[str]] = {}
 
     # -- setup -----------------------------------------------------------------------------
     def wait_config(self) -> cluster.ClusterConfig:
         announced = False
         while not self.stop.is_set():
-            kv = self.store.get(CONFIG_KEY)
+            kv = self.until_done("read config", self.store.get, CONFIG_KEY)
             if kv is not None:
                 return cluster.parse(kv.value)  # a bad config is fatal: ValidationError names the field
             if not announced:
                 log(f"waiting for the cluster config at {CONFIG_KEY}")
                 announced = True
             self.stop.wait(1)
+        raise SystemExit(0)
+
+    # -- the one error policy ----------------------------------------------------------------
+    def attempt(self, name: str, fn, *args, fatal: tuple = ()) -> bool:
+        """Run one step; on failure log it, schedule a retry with back-off and return False.
+        A step still backing off is skipped (and stays pending). Only `fatal` errors escape."""
+        if time.monotonic() < self._retry_at.get(name, 0.0):
+            self.pending.add(name)
+            return False
+        try:
+            fn(*args)
+        except fatal:
+            raise
+        except Exception as e:  # noqa: BLE001 - the policy: log, back off, retry; never fatal
+            n = self._failures.get(name, 0) + 1
+            self._failures[name] = n
+            delay = min(RETRY_INITIAL * 2 ** (n - 1), RETRY_MAX)
+            self._retry_at[name] = time.monotonic() + delay
+            self.pending.add(name)
+            if n <= 3 or n & (n - 1) == 0:  # the first few, then at powers of two
+                log(f"{name} failed ({n}x): {e.__class__.__name__}: {e}; retrying in {delay:g} s")
+            return False
+        if self._failures.pop(name, 0):
+            log(f"{name}: recovered")
+        self._retry_at.pop(name, None)
+        self.pending.discard(name)
+        return True
+
+    def until_done(self, name: str, fn, *args, fatal: tuple = ()):
+        """Retry `fn` with back-off until it succeeds (or the agent is stopped); its result."""
+        result = []
+        while not self.stop.is_set():
+            if self.attempt(name, lambda: result.append(fn(*args)), fatal=fatal):
+                return result[0]
+            self.stop.wait(max(0.0, self._retry_at.get(name, 0.0) - time.monotonic()))
         raise SystemExit(0)
 
     def setup_backend(self, nl: rtnl.Netlink) -> None:
@@ -123,7 +176,7 @@ class Agent:
         if kv is not None:
             try:
                 created = json.loads(kv.value)["metadata"].get("creationTimestamp", created)
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 pass
         node = {
             "apiVersion": "v1", "kind": "Node",
@@ -159,13 +212,23 @@ class Agent:
     def sync_services(self) -> None:
         """EndpointSlices for every service (written only when they differ), then the proxy
         ruleset (one transaction; nothing at all when nothing changed)."""
-        services = [json.loads(kv.value) for kv in self.store.list(keys.SERVICES)[0]]
-        pods = [json.loads(kv.value) for kv in self.store.list(keys.PODS)[0]]
+        services, bad = stored.decode_all(self.store.list(keys.SERVICES)[0])
+        pods, bad_pods = stored.decode_all(self.store.list(keys.PODS)[0])
+        skipped = bad + bad_pods
         slices: dict[tuple[str, str], dict] = {}
         wanted_keys = set()
         for svc in services:
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            computed = ep_mod.compute(svc, pods)
+            try:
+                computed = ep_mod.compute(svc, pods)
+            except Exception:  # noqa: BLE001 - a malformed pod or service: find it, skip it
+                pods, culprits = stored.partition(pods, lambda p, svc=svc: ep_mod.compute(svc, [p]))
+                skipped += [f"pod {stored.ident(p)}" for p in culprits]
+                try:
+                    computed = ep_mod.compute(svc, pods)
+                except Exception:  # noqa: BLE001
+                    skipped.append(f"service {ns}/{name}")
+                    continue
             if computed is None:
                 continue
             slices[(ns, name)] = computed
@@ -178,7 +241,14 @@ class Agent:
         for kv in self.store.list(ep_mod.SLICES)[0]:
             if kv.key not in wanted_keys:
                 self.store.delete(kv.key, kv.mod_revision)
-        model = proxy.render(services, slices, self.node, str(self.cfg.network))
+        try:
+            model = proxy.render(services, slices, self.node, str(self.cfg.network))
+        except Exception:  # noqa: BLE001 - render the others, name the ones it choked on
+            services, culprits = stored.partition(
+                services, lambda svc: proxy.render([svc], slices, self.node, str(self.cfg.network)))
+            skipped += [f"service {stored.ident(svc)}" for svc in culprits]
+            model = proxy.render(services, slices, self.node, str(self.cfg.network))
+        self.report_skipped("services", skipped)
         if self._proxy_model is None:
             if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
                 nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
@@ -193,24 +263,35 @@ class Agent:
                 log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
         self._proxy_model = model
 
-    def sync_policy(self) -> bool:
+    def report_skipped(self, what: str, skipped: list[str]) -> None:
+        """Log the malformed stored objects a sync left out, once per change of that list."""
+        if set(skipped) != self._skipped.get(what, set()):
+            if skipped:
+                log(f"{what}: skipping malformed stored objects: {', '.join(sorted(skipped)[:10])}"
+                    + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
+            self._skipped[what] = set(skipped)
+
+    def sync_policy(self) -> None:
         """The node's NetworkPolicy table from the store, in one transaction (nothing at all when
-        unchanged). False when nft refused it: the previous table stays, the next resync retries."""
+        unchanged). When nft refuses it, the previous table stays and the error policy retries."""
         world, _ = policy_world.load_world(self.store)
-        cmds = policy_render.render(world, self.node)
+        try:
+            cmds = policy_render.render(world, self.node)
+        except Exception:  # noqa: BLE001 - enforce the others; name the policies it choked on
+            good, culprits = stored.partition(
+                world.policies, lambda pol: policy_render.render(policy_world.replace_policies(world, [pol]), self.node))
+            world.skipped += [f"networkpolicy {stored.ident(p)}" for p in culprits]
+            world = policy_world.replace_policies(world, good)
+            cmds = policy_render.render(world, self.node)
+        self.report_skipped("policy", world.skipped)
         text = json.dumps(cmds)
         self._policy_count = len(world.policies)
         if text == self._applied_policy:
-            return True
-        try:
-            nft.run(cmds)
-        except nft.NftError as e:
-            log(f"policy: cannot apply the table: {e}")
-            return False
+            return
+        nft.run(cmds)
         self._applied_policy = text
         local = sum(1 for p in world.pods if p.node == self.node)
         log(f"policy: table replaced ({len(world.policies)} policies, {local} local pods, {len(cmds)} commands)")
-        return True
 
     def report_policy(self, revision: int) -> None:
         """policy-status.json: the enforced table reflects every store change up to `revision`
@@ -230,56 +311,72 @@ class Agent:
         nl = rtnl.Netlink()
         backend.enable_forwarding()
         self.server = CNIServer(self.socket_path)
-        self.setup_backend(nl)
-        self.server.start()
-        self.put_node()
-        _, rev = self.store.list("/podnet/")
-        self.reconcile(nl)
-        self.sync_services()
-        policy_ok = self.sync_policy()
-        if policy_ok:
-            self.report_policy(rev)
-        last_keepalive = last_heartbeat = last_resync = time.monotonic()
+        self.server.start()  # until the lease is known, ADD answers "try again later" (code 11)
+        # a missing underlay is a configuration error: exit, and say so (the supervisor retries)
+        self.until_done("lease", self.setup_backend, nl, fatal=(backend.BackendError,))
+        self.until_done("heartbeat", self.put_node)
+        _, rev = self.until_done("list", self.store.list, "/podnet/")
+        self.pending |= {"routes", "services", "policy"}
+        last_renew = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
-            try:
-                events = self.store.watch("/podnet/", rev, 1.0)
-            except Compacted:
-                events, (_, rev) = [], self.store.list("/podnet/")
-            except StoreError as e:
-                log(f"store unavailable: {e}; retrying")
-                self.stop.wait(1)
+            self.run_pending(nl, rev)
+            got: list = []
+            if not self.attempt("watch", lambda: got.append(self.watch(rev))):
+                self.pending |= {"routes", "services", "policy"}  # events may have been missed
+                self.stop.wait(max(0.0, self._retry_at.get("watch", 0.0) - time.monotonic()))
                 continue
+            events, rev = got[0]
             now = time.monotonic()
-            if events:
-                rev = events[-1].revision
             if any(e.key == CONFIG_KEY for e in events):
-                self.on_config_change(nl)
-            relevant = any(e.key.startswith(leases.PREFIX) for e in events)
-            if now - last_keepalive >= self.ttl / 3:
-                if not self.store.keepalive(self.lease.lease_id):
-                    log("lease keepalive failed: the lease expired")
-                    relevant = True
-                last_keepalive = now
-            if now - last_heartbeat >= 5:
-                self.put_node()
-                last_heartbeat = now
+                self.pending.add("config")
+            if any(e.key.startswith(leases.PREFIX) for e in events):
+                self.pending.add("routes")
             # not /podnet/endpointslices/: this agent computes those itself from services and pods,
             # so their events are only its own (or another agent's identical) writes echoing back
-            service_events = any(e.key.startswith((keys.SERVICES, keys.PODS)) for e in events)
-            if relevant or now - last_resync >= 10:
-                self.reconcile(nl)
-            if service_events or now - last_resync >= 10:
-                self.sync_services()
-            if any(e.key.startswith(policy_world.WATCHED) for e in events) or now - last_resync >= 10:
-                policy_ok = self.sync_policy()
-            if policy_ok:
-                self.report_policy(rev)
-            if now - last_resync >= 10:
+            if any(e.key.startswith((keys.SERVICES, keys.PODS)) for e in events):
+                self.pending.add("services")
+            if any(e.key.startswith(policy_world.WATCHED) for e in events):
+                self.pending.add("policy")
+            if now - last_renew >= min(self.ttl / 3, RENEW_EVERY):
+                if self.attempt("renew", self.renew_lease):
+                    last_renew = now
+            if now - last_heartbeat >= HEARTBEAT:
+                if self.attempt("heartbeat", self.put_node):
+                    last_heartbeat = now
+            if now - last_resync >= RESYNC:
+                self.pending |= {"routes", "services", "policy"}
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")
         self.server.shutdown()
         self.server.server_close()
+
+    def watch(self, rev: int) -> tuple[list, int]:
+        """(events, revision they bring us to), waiting up to a second for the first one. When
+        the store no longer has that history, everything is synced again from a fresh list."""
+        try:
+            events = self.store.watch("/podnet/", rev, 1.0)
+        except Compacted:
+            _, rev = self.store.list("/podnet/")
+            self.pending |= {"routes", "services", "policy"}
+            return [], rev
+        return events, events[-1].revision if events else rev
+
+    def run_pending(self, nl: rtnl.Netlink, rev: int) -> None:
+        """Every pending sync, each under the error policy. Every event up to `rev` has been
+        seen, so once no policy sync is pending the table reflects `rev`: policy-status.json says so."""
+        for name, step in (("config", lambda: self.on_config_change(nl)), ("routes", lambda: self.reconcile(nl)),
+                           ("services", self.sync_services), ("policy", self.sync_policy)):
+            if name in self.pending:
+                self.pending.discard(name)
+                self.attempt(name, step)
+        if "policy" not in self.pending:
+            self.report_policy(rev)
+
+    def renew_lease(self) -> None:
+        if not self.store.keepalive(self.lease.lease_id):
+            log("lease renewal found the lease gone (expired or deleted)")
+            self.pending.add("routes")  # reconcile() acquires it again
 
     def on_config_change(self, nl: rtnl.Netlink) -> None:
         kv = self.store.get(CONFIG_KEY)

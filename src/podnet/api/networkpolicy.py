@@ -83,18 +83,31 @@ def _peers(raw: object, field: str, source: str) -> list[dict] | None:
             if set(p) != {"ipBlock"}:
                 raise ValidationError(f, "ipBlock cannot be combined with selectors in one peer", source)
             block = p["ipBlock"]
+            if not isinstance(block, dict):
+                raise ValidationError(f"{f}.ipBlock", "must be a mapping with cidr (and optionally except)", source)
+            raw_cidr = block.get("cidr")
+            if raw_cidr is None:
+                raise ValidationError(f"{f}.ipBlock.cidr", "is required, e.g. 10.0.0.0/8", source)
             try:
-                cidr = ipaddress.ip_network(block["cidr"], strict=False)
-            except (TypeError, KeyError, ValueError):
-                raise ValidationError(f"{f}.ipBlock.cidr", f"must be a CIDR, not {block!r}", source) from None
+                cidr = ipaddress.ip_network(raw_cidr, strict=False) if isinstance(raw_cidr, str) else None
+            except ValueError:
+                cidr = None
+            if cidr is None:
+                raise ValidationError(f"{f}.ipBlock.cidr", f"must be a CIDR such as 10.0.0.0/8, not {_show(raw_cidr)}", source)
+            raw_excepts = block.get("except") or []
+            if not isinstance(raw_excepts, list):
+                raise ValidationError(f"{f}.ipBlock.except", "must be a list of CIDRs", source)
             excepts = []
-            for j, e in enumerate(block.get("except") or []):
+            for j, e in enumerate(raw_excepts):
                 try:
-                    net = ipaddress.ip_network(e, strict=False)
+                    net = ipaddress.ip_network(e, strict=False) if isinstance(e, str) else None
                 except ValueError:
-                    raise ValidationError(f"{f}.ipBlock.except[{j}]", f"must be a CIDR, not {e!r}", source) from None
-                if not net.subnet_of(cidr):
-                    raise ValidationError(f"{f}.ipBlock.except[{j}]", f"{net} is not inside {cidr}", source)
+                    net = None
+                if net is None:
+                    raise ValidationError(f"{f}.ipBlock.except[{j}]", f"must be a CIDR such as 10.1.0.0/16, not {_show(e)}",
+                                          source)
+                if net.version != cidr.version or not net.subnet_of(cidr) or net == cidr:
+                    raise ValidationError(f"{f}.ipBlock.except[{j}]", f"{net} must be strictly inside {cidr}", source)
                 excepts.append(str(net))
             out.append({"ipBlock": {"cidr": str(cidr), "except": excepts}})
             continue
@@ -107,6 +120,13 @@ def _peers(raw: object, field: str, source: str) -> list[dict] | None:
             raise ValidationError(f, "a peer needs podSelector, namespaceSelector or ipBlock", source)
         out.append(peer)
     return out
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it in YAML, for error messages (not a Python repr)."""
+    import json
+
+    return json.dumps(value) if not isinstance(value, str) else f'"{value}"'
 
 
 def parse_network_policy(doc: dict, source: str, default_namespace: str = "default") -> dict:

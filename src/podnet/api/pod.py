@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from .errors import ValidationError
 from .keys import PODS
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # starts with a letter (Service names)
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Pod:
     node_name: str
     containers: list[Container]
     raw: dict
+    restart_policy: str = "Always"
 
     @property
     def key(self) -> str:
@@ -39,8 +43,24 @@ def check_name(value: object, field_: str, source: str, pattern=DNS_SUBDOMAIN, l
     if not isinstance(value, str) or not value:
         raise ValidationError(field_, "is required and must be a non-empty string", source)
     if len(value) > limit or not pattern.match(value):
-        raise ValidationError(field_, f"{value!r} must be a lowercase DNS name (a-z, 0-9, '-'; at most {limit} characters)", source)
+        first = " starting with a letter" if pattern is DNS_1035_LABEL else ""
+        raise ValidationError(field_, f"{value!r} must be a lowercase DNS name{first} (a-z, 0-9, '-'; at most {limit} "
+                                      "characters)", source)
     return value
+
+
+def label_key_problem(key: object) -> str:
+    """Why `key` is not a valid label key ('' when it is): an optional DNS subdomain prefix
+    and '/', then a name of at most 63 alphanumerics, '-', '_' or '.', as Kubernetes has it."""
+    if not isinstance(key, str) or not key:
+        return "label keys must be non-empty strings"
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+        return f"label key {key!r}: the prefix before '/' must be a lowercase DNS subdomain (e.g. example.com)"
+    if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
+        return (f"label key {key!r}: the name must be at most 63 characters, alphanumerics, '-', '_' or '.', "
+                "beginning and ending with an alphanumeric")
+    return ""
 
 
 def check_labels(labels: object, field_: str, source: str) -> dict[str, str]:
@@ -49,8 +69,9 @@ def check_labels(labels: object, field_: str, source: str) -> dict[str, str]:
     if not isinstance(labels, dict):
         raise ValidationError(field_, "must be a mapping of strings", source)
     for k, v in labels.items():
-        if not isinstance(k, str) or not k or len(k) > 316:
-            raise ValidationError(f"{field_}.{k}", "label keys must be non-empty strings", source)
+        problem = label_key_problem(k)
+        if problem:
+            raise ValidationError(f"{field_}.{k}", problem, source)
         if not isinstance(v, str) or len(v) > 63 or not LABEL_VALUE.match(v):
             raise ValidationError(f"{field_}.{k}", f"label value {v!r} must be a string of at most 63 characters "
                                                    "(alphanumerics, '-', '_', '.')", source)
@@ -117,4 +138,7 @@ def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod
                 check_name(p["name"], f"{pf}.name", source, DNS_LABEL, 15)
             ports.append({k: v for k, v in (("name", p.get("name")), ("containerPort", port), ("protocol", proto)) if v})
         containers.append(Container(cname, list(command) + list(args), env, ports))
-    return Pod(name, namespace, labels, node_name, containers, doc)
+    restart = spec.get("restartPolicy", "Always")
+    if restart not in RESTART_POLICIES:
+        raise ValidationError("spec.restartPolicy", f"must be one of {', '.join(RESTART_POLICIES)}, not {restart!r}", source)
+    return Pod(name, namespace, labels, node_name, containers, doc, restart)

@@ -10,7 +10,7 @@ import random
 from ..store import Store
 from .errors import ValidationError
 from .keys import SERVICES
-from .pod import DNS_LABEL, check_labels, check_name, parse_header
+from .pod import DNS_1035_LABEL, DNS_LABEL, check_labels, check_name, parse_header
 
 SERVICE_CIDR = "10.96.0.0/16"
 DNS_SERVICE_IP = "10.96.0.10"
@@ -23,7 +23,7 @@ ALLOC = "/podnet/allocations/"
 
 def parse_service(doc: dict, source: str, default_namespace: str = "default") -> dict:
     """A normalized Service object (defaults filled in), or ValidationError naming the field."""
-    name, namespace, labels, spec = parse_header(doc, source, default_namespace, "Service", "v1", DNS_LABEL, 63)
+    name, namespace, labels, spec = parse_header(doc, source, default_namespace, "Service", "v1", DNS_1035_LABEL, 63)
     stype = spec.get("type", "ClusterIP")
     if stype not in TYPES:
         raise ValidationError("spec.type", f"{stype!r} is not one of {', '.join(TYPES)}", source)
@@ -96,16 +96,18 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
             raise ValidationError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", f"must be 1-86400, not {timeout!r}", source)
         out_spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": timeout}}
-    for field_, allowed_types in (("externalTrafficPolicy", ("NodePort", "LoadBalancer")), ("internalTrafficPolicy", None)):
+    external = stype in ("NodePort", "LoadBalancer")
+    for field_, applies in (("externalTrafficPolicy", external), ("internalTrafficPolicy", True)):
         value = spec.get(field_)
-        if value is None:
-            out_spec[field_] = "Cluster"
-            continue
-        if value not in ("Cluster", "Local"):
+        if value not in (None, "Cluster", "Local"):
             raise ValidationError(f"spec.{field_}", f"must be Cluster or Local, not {value!r}", source)
-        if allowed_types and stype not in allowed_types:
-            raise ValidationError(f"spec.{field_}", "only applies to NodePort and LoadBalancer services", source)
-        out_spec[field_] = value
+        if not applies:
+            # The API server keeps it only for externally reachable services; a ClusterIP service
+            # saved by an older podnet (or another tool) may carry "Cluster": drop it as it would
+            if value == "Local":
+                raise ValidationError(f"spec.{field_}", "only applies to NodePort and LoadBalancer services", source)
+            continue
+        out_spec[field_] = value or "Cluster"
     return _service(name, namespace, labels, out_spec, doc)
 
 

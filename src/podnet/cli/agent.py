@@ -11,16 +11,20 @@ import click
 @click.option("--iface", required=True, help="Underlay interface; its IPv4 address is the node's public IP.")
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False),
               help="Where subnet.env, the CNI config, the CNI socket and the IPAM store live.")
-@click.option("--ttl", default=20, show_default=True, help="Subnet lease TTL in seconds (renewed every TTL/3).")
+@click.option("--ttl", default=24 * 3600, show_default=True,
+              help="Subnet lease TTL in seconds (flannel: 24 h), renewed well before it ends. A node's liveness is its "
+                   "heartbeat, not its lease: peers keep routing to a node whose agent is down until the lease ends "
+                   "or the node is removed.")
 @click.option("--no-masquerade", is_flag=True, help="Do not masquerade pod traffic leaving the cluster network.")
 def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool) -> None:
     """Hold this node's subnet lease, program host-gw or vxlan routes to every other node,
     masquerade egress, and serve CNI requests from the `podnet` plugin on a Unix socket."""
+    from ..agent.backend import BackendError
     from ..agent.daemon import Agent
     from ..api.errors import ValidationError
     from ..store import StoreError
 
     try:
         Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade).run()
-    except (ValidationError, StoreError) as e:
+    except (ValidationError, StoreError, BackendError) as e:
         raise click.ClickException(str(e)) from None

@@ -40,7 +40,20 @@ for command in (apply, delete, get, exec_, logs, scale, label, probe):
 
 
 def main() -> None:
-    cli()
+    import sys
+
+    from ..lab.state import LabError
+    from ..store import StoreError
+
+    try:
+        cli()
+    except StoreError as e:
+        print(f"Error: the datastore is unavailable: {e}\nRun the command again once it answers (agents keep the "
+              "datapath as it is meanwhile).", file=sys.stderr)
+        sys.exit(1)
+    except LabError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 import click
 import yaml
 
+from ..api import stored
 from ..api.errors import ValidationError
 from ..api.manifest import load_file
 from ..api.deployment import parse_deployment
@@ -93,6 +94,8 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
         wanted = _parse_all(files, namespace)
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
+    if not wanted:
+        raise click.ClickException("no objects passed to apply")
     order = {"Namespace": 0, "Service": 1, "NetworkPolicy": 1, "Deployment": 2, "Pod": 2}
     wanted.sort(key=lambda kv: order[kv[0]])
     with lab_store() as (state, store):
@@ -103,7 +106,13 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
                 except LabError as e:
                     raise click.ClickException(f"{obj.namespace}/{obj.name}: spec.nodeName: {e}") from None
         failed = False
+        created_namespaces = {obj["metadata"]["name"] for kind, obj in wanted if kind == "Namespace"}
         for kind, obj in wanted:
+            ns = obj.namespace if kind == "Pod" else obj["metadata"].get("namespace")
+            if ns and ns not in created_namespaces and not policies.namespace_exists(store, ns):
+                click.echo(f'Error from server (NotFound): namespaces "{ns}" not found', err=True)
+                failed = True
+                continue
             try:
                 if kind == "Service":
                     click.echo(f"service/{obj['metadata']['name']} {workloads.apply_service(store, obj)}")
@@ -163,7 +172,7 @@ def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> N
     if protected:
         raise click.ClickException(f'namespace "{protected[0]}" is a system namespace and cannot be deleted')
     if not names:
-        raise click.ClickException("nothing to delete: give -f FILE or `pod NAME`")
+        raise click.ClickException("no objects passed to delete" if files else "nothing to delete: give -f FILE or `pod NAME`")
     with lab_store() as (state, store):
         missing = False
         for kind, ns, name in names:
@@ -201,6 +210,25 @@ def scale(target: str, replicas: int, namespace: str) -> None:
         if not workloads.scale(state, store, namespace, name, replicas):
             raise click.ClickException(f'deployments.apps "{name}" not found')
         click.echo(f"deployment.apps/{name} scaled")
+
+
+def _decoded(kvs, namespaced: bool = True) -> list[dict]:
+    """Stored objects; a malformed one is skipped with a warning naming its key."""
+    objs, bad = stored.decode_all(kvs, namespaced)
+    for key in bad:
+        click.echo(f"warning: skipping {key}: not a valid stored object", err=True)
+    return objs
+
+
+def _json_or_empty(kv) -> dict:
+    try:
+        obj = json.loads(kv.value)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict):
+        click.echo(f"warning: skipping {kv.key}: not a JSON object", err=True)
+        return {}
+    return obj
 
 
 def _epoch(ts: str) -> float:
@@ -282,7 +310,7 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             return
         if kind in ("nodes", "node", "no"):
             kvs, _ = store.list(NODES)
-            items = _select([json.loads(kv.value) for kv in kvs], names, "node")
+            items = _select(_decoded(kvs, namespaced=False), names, "node")
             if _emit(items, output or "", len(names) == 1, "node"):
                 return
             headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
@@ -308,10 +336,12 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             headers.append("LABELS")
         rows = []
         for p in items:
-            ready = sum(1 for c in p["status"].get("containerStatuses", []) if c.get("ready"))
-            total = len(p["status"].get("containerStatuses", [])) or 1
+            statuses = p["status"].get("containerStatuses", [])
+            ready = sum(1 for c in statuses if c.get("ready"))
+            total = len(p["spec"].get("containers", [])) or 1
+            restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
             row = ([p["metadata"]["namespace"]] if all_namespaces else []) + [
-                p["metadata"]["name"], f"{ready}/{total}", p["status"].get("phase", ""), "0",
+                p["metadata"]["name"], f"{ready}/{total}", pod_status_text(p), str(restarts),
                 _age(p["metadata"].get("creationTimestamp", ""))]
             if output == "wide":
                 row += [p["status"].get("podIP", "<none>"), p["spec"].get("nodeName", "<none>")]
@@ -320,6 +350,21 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             rows.append(row)
         where = "" if all_namespaces else f" in {namespace} namespace"
         click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
+
+
+def pod_status_text(pod: dict) -> str:
+    """The STATUS column as kubectl prints it: the phase, unless a container is waiting or has
+    terminated, then its reason (CrashLoopBackOff, StartError, Error, Completed, ...)."""
+    status = pod.get("status", {})
+    text = status.get("reason") or status.get("phase", "")
+    for c in status.get("containerStatuses", []):
+        state = c.get("state", {})
+        if state.get("waiting", {}).get("reason"):
+            text = state["waiting"]["reason"]
+        elif "terminated" in state:
+            t = state["terminated"]
+            text = t.get("reason") or (f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode')}")
+    return text
 
 
 def _pod_netns(namespace: str, name: str) -> str:
@@ -347,7 +392,7 @@ def exec_(namespace: str, pod: str, command: tuple[str, ...]) -> None:
 
 @click.command("logs")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("--tail", default=-1, help="Lines from the end (-1: all).")
+@click.option("--tail", default=-1, show_default=True, help="Lines from the end (-1: all, 0: none).")
 @click.argument("pod")
 def logs(namespace: str, tail: int, pod: str) -> None:
     """Print what POD's process wrote to stdout and stderr."""
@@ -355,7 +400,10 @@ def logs(namespace: str, tail: int, pod: str) -> None:
     path = LabState.load().pod_log(namespace, pod)
     text = open(path, errors="replace").read() if os.path.exists(path) else ""
     lines = text.splitlines()
-    click.echo("\n".join(lines[-tail:] if tail >= 0 else lines))
+    if tail >= 0:
+        lines = lines[-tail:] if tail else []
+    if lines:
+        click.echo("\n".join(lines))
 
 
 def _ports(spec: dict) -> str:
@@ -373,11 +421,13 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
     else:
         prefix, word = "/podnet/endpointslices/", "endpoints"
     kvs, _ = store.list(prefix if all_namespaces else f"{prefix}{namespace}/")
-    objs = [json.loads(kv.value) for kv in kvs]
     if word == "endpoints":  # one row per service, its slices together
+        objs = [_json_or_empty(kv) for kv in kvs]
         objs = [{"apiVersion": "v1", "kind": "EndpointSliceList",
                  "metadata": dict(zip(("namespace", "name"), kv.key[len(prefix):].split("/", 1))), "items": o.get("items", [])}
                 for kv, o in zip(kvs, objs)]
+    else:
+        objs = _decoded(kvs)
     items = _select(objs, names, word)
     if _emit(items, output or "", len(names) == 1, word):
         return
@@ -408,7 +458,8 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
         headers = ns_col + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
         for o in items:
             pods = workloads.owned_pods(state, store, o)
-            ready = sum(1 for p in pods if p["status"].get("phase") == "Running")
+            ready = sum(1 for p in pods if p["status"].get("phase") == "Running"
+                        and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}])))
             rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [
                 o["metadata"]["name"], f"{ready}/{o['spec']['replicas']}", str(len(pods)), str(ready)])
     else:

@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 
+from ..api import stored
 from ..api.keys import PODS, SERVICES
 from ..api.pod import Pod
 from ..api.service import DNS_SERVICE_IP
@@ -17,7 +18,10 @@ from ..cni.errors import CNIError
 from ..cni.runner import ConfList, Runner, RuntimeConf
 from ..kernel import netns as kns
 from ..store import Store
-from ..proc import pid_alive, pod_running
+from ..proc import pid_alive
+from ..runtime.status import with_live_status
+from ..runtime.supervisor import command as supervised
+from ..runtime.supervisor import read_state
 from .netns_util import delete_netns, ip
 from .state import LabError, LabState
 
@@ -35,12 +39,7 @@ def get_pod(store: Store, namespace: str, name: str) -> dict | None:
 
 def list_pods(state: LabState, store: Store, namespace: str = "default", all_namespaces: bool = False) -> list[dict]:
     kvs, _ = store.list(PODS if all_namespaces else f"{PODS}{namespace}/")
-    pods = [json.loads(kv.value) for kv in kvs]
-    for p in pods:  # a pod whose process ended is no longer Running
-        if p["status"].get("phase") == "Running" and not pod_running(p):
-            p["status"]["phase"] = "Completed"
-            p["status"]["containerStatuses"][0]["ready"] = False
-    return pods
+    return [with_live_status(obj) for obj in stored.decode_all(kvs)[0]]
 
 
 def schedule(state: LabState, store: Store, pod: Pod) -> str:
@@ -126,21 +125,24 @@ def create_pod(state: LabState, store: Store, pod: Pod, owner: dict | None = Non
                "POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_IP": pod_ip, "NODE_NAME": node_name,
                **service_env(store, pod.namespace), **container.env}
         write_resolv_conf(pod_ns, pod.namespace, DNS_SERVICE_IP)
-        os.makedirs(os.path.dirname(state.pod_log(pod.namespace, pod.name)), exist_ok=True)
-        log = open(state.pod_log(pod.namespace, pod.name), "ab")
-        try:
-            proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *container.command], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        except OSError as e:
-            raise LabError(f"{pod.key}: cannot start {container.command[0]!r}: {e.strerror}") from None
-        finally:
-            log.close()
+        state_path = state.pod_state(pod.namespace, pod.name)
+        os.makedirs(os.path.dirname(state_path), exist_ok=True)
+        for stale in (state_path, state.pod_log(pod.namespace, pod.name)):  # a previous pod of this name
+            if os.path.exists(stale):
+                os.unlink(stale)
+        # The supervisor runs in the pod's namespaces and restarts the container per restartPolicy
+        # with the kubelet's back-off; its process group holds the container.
+        argv = supervised(container.command, state_path, state.pod_log(pod.namespace, pod.name), pod.restart_policy,
+                          container.name)
+        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        _wait_started(state_path, proc)
         obj = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": uid, "labels": pod.labels,
                          "creationTimestamp": now(), **({"ownerReferences": [owner]} if owner else {}),
                          "annotations": {"podnet.io/netns": pod_ns, "podnet.io/pid": str(proc.pid),
-                                         "podnet.io/container-id": container_id}},
+                                         "podnet.io/state": state_path, "podnet.io/container-id": container_id}},
             "spec": {**{k: v for k, v in pod.raw.get("spec", {}).items()}, "nodeName": node_name},
             "status": {"phase": "Running", "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "hostIP": node.ip,
                        "startTime": now(),
@@ -163,6 +165,18 @@ def create_pod(state: LabState, store: Store, pod: Pod, owner: dict | None = Non
             delete_netns(pod_ns)
             remove_resolv_conf(pod_ns)
         raise
+
+
+def _wait_started(state_path: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Until the supervisor has tried the first start (running, or a start error recorded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_state(state_path)
+        if status is not None and "ContainerCreating" not in json.dumps(status["state"]):
+            return
+        if proc.poll() is not None and status is None:
+            raise LabError(f"the pod's supervisor exited with {proc.returncode} before starting anything")
+        time.sleep(0.01)
 
 
 def _kill(pid: int) -> None:
@@ -198,5 +212,8 @@ def delete_pod(state: LabState, store: Store, namespace: str, name: str) -> bool
         pass  # the node is gone: its pods' addresses went with it
     delete_netns(pod_ns)
     remove_resolv_conf(pod_ns)
+    state_path = ann.get("podnet.io/state")
+    if state_path and os.path.exists(state_path):
+        os.unlink(state_path)
     store.delete(kv.key)
     return True

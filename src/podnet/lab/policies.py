@@ -39,17 +39,18 @@ def apply_namespace(store: Store, namespace: dict) -> str:
 
 
 def list_namespaces(store: Store) -> list[dict]:
-    """Stored namespaces, plus the ones that exist only because something lives in them (as the
-    lab creates pods in any namespace): those carry just the automatic name label."""
+    """Stored namespaces, plus the system ones, which always exist (as in a cluster); those
+    carry just the automatic name label until someone labels them."""
     stored = (json.loads(kv.value) for kv in store.list(NAMESPACES)[0])
     found = {ns["metadata"]["name"]: ns for ns in stored}
-    implied = set(SYSTEM_NAMESPACES)
-    for prefix in (PODS, SERVICES, workloads.DEPLOYMENTS, NETWORK_POLICIES):
-        implied |= {kv.key[len(prefix):].split("/", 1)[0] for kv in store.list(prefix)[0]}
-    for name in implied - set(found):
+    for name in set(SYSTEM_NAMESPACES) - set(found):
         found[name] = {"apiVersion": "v1", "kind": "Namespace",
                        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
     return [found[n] for n in sorted(found)]
+
+
+def namespace_exists(store: Store, name: str) -> bool:
+    return name in SYSTEM_NAMESPACES or store.get(namespace_key(name)) is not None
 
 
 def delete_namespace(state: LabState, store: Store, name: str) -> bool:

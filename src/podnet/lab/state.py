@@ -73,6 +73,10 @@ class LabState:
     def pod_log(self, namespace: str, name: str) -> str:
         return os.path.join(self.directory, "pods", f"{namespace}_{name}.log")
 
+    def pod_state(self, namespace: str, name: str) -> str:
+        """The pod's supervisor status file (a ContainerStatus)."""
+        return os.path.join(self.directory, "pods", f"{namespace}_{name}.state.json")
+
 
 class LabError(RuntimeError):
     pass

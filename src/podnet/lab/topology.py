@@ -17,11 +17,14 @@ from ..kernel import netns as kns
 from ..store import open_store
 from ..store.etcd_server import EtcdServer
 from ..proc import pid_alive
+from ..runtime.supervisor import command as supervised
+from ..runtime.supervisor import read_state
 from .netns_util import delete_netns, ip, kill_netns_processes, list_netns
 from .state import UNDERLAY_NET, LabError, LabState, NodeState, ns_prefix
 
 Progress = Callable[[str], None]
 CLUSTER_CIDR = "10.244.0.0/16"
+DEFAULT_TTL = 24 * 3600  # subnet leases, as flannel: liveness is the Node heartbeat, not the lease
 
 
 def _quiet(_: str) -> None:
@@ -38,7 +41,7 @@ def cluster_config(backend: str) -> str:
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
-       ttl: int = 20) -> LabState:
+       ttl: int = DEFAULT_TTL) -> LabState:
     if not 1 <= nodes <= 200:
         raise LabError("--nodes must be between 1 and 200")
     if backend not in cluster.BACKENDS:
@@ -60,7 +63,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         ip("-n", underlay, "link", "set", "br0", "up")
         if store_kind == "etcd":
             progress("store: etcd on the underlay")
-            server = EtcdServer(underlay, os.path.join(directory, "etcd"), ip=f"{UNDERLAY_NET}.1").start()
+            server = EtcdServer(underlay, os.path.join(directory, "etcd"), ip=f"{UNDERLAY_NET}.1",
+                                supervised_state=os.path.join(directory, "etcd", "etcd.state.json")).start()
             state.etcd_pid = server.proc.pid
             state.store_url = server.url
         else:
@@ -85,7 +89,7 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         raise
 
 
-def add_node(state: LabState, node: str, ttl: int = 20, progress: Progress = _quiet) -> NodeState:
+def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progress = _quiet) -> NodeState:
     index = len(state.nodes) + 1
     ns = f"pn-{state.name}-{node}"
     node_ip = f"{UNDERLAY_NET}.{10 + index}"
@@ -106,24 +110,37 @@ def add_node(state: LabState, node: str, ttl: int = 20, progress: Progress = _qu
     return n
 
 
-def start_agent(state: LabState, node: NodeState, ttl: int = 20) -> None:
+def agent_state_path(state: LabState, node: str) -> str:
+    """The agent supervisor's status file (a ContainerStatus: running, restarts, last exit)."""
+    return os.path.join(state.node_dir(node), "agent.state.json")
+
+
+def start_agent(state: LabState, node: NodeState, ttl: int = DEFAULT_TTL) -> None:
+    """The node's agent, under a supervisor in the node's namespace: restarted when it dies
+    (1 s, doubling to 30 s), its status in agent.state.json, its output in agent.log."""
     d = state.node_dir(node.name)
     os.makedirs(d, exist_ok=True)
-    log = open(os.path.join(d, "agent.log"), "ab")
-    argv = ["ip", "netns", "exec", node.netns, sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name,
-            "--store", state.store_url, "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
+    agent = [sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name, "--store", state.store_url,
+             "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
+    argv = supervised(agent, agent_state_path(state, node.name), os.path.join(d, "agent.log"), name="agent",
+                      backoff="1:30", reset_after=60)
+    proc = subprocess.Popen(["ip", "netns", "exec", node.netns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     node.agent_pid = proc.pid
     state.save()
 
 
 def stop_agent(node: NodeState, hard: bool = False) -> None:
+    """Stop the agent and its supervisor (SIGTERM: the agent exits cleanly; hard: SIGKILL both).
+    Kernel state and the subnet lease stay, as after a crash."""
     import signal
 
     if pid_alive(node.agent_pid):
-        os.kill(node.agent_pid, signal.SIGKILL if hard else signal.SIGTERM)
-        for _ in range(100):
+        try:
+            os.killpg(node.agent_pid, signal.SIGKILL if hard else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _ in range(200):
             try:
                 os.waitpid(node.agent_pid, os.WNOHANG)
             except ChildProcessError:
@@ -148,15 +165,22 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
                     progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
                     pending.discard(name)
             if pending:
-                dead = [n for n in state.nodes if n.name in pending and not pid_alive(n.agent_pid)]
-                if dead:
-                    log = os.path.join(state.node_dir(dead[0].name), "agent.log")
-                    tail = open(log).read()[-2000:] if os.path.exists(log) else ""
-                    raise LabError(f"the agent of {dead[0].name} exited; its log ends with:\n{tail}")
+                for n in state.nodes:
+                    if n.name in pending and (not pid_alive(n.agent_pid) or _exited(agent_state_path(state, n.name))):
+                        log = os.path.join(state.node_dir(n.name), "agent.log")
+                        tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+                        raise LabError(f"the agent of {n.name} exited; its log ends with:\n{tail}")
                 time.sleep(0.1)
         store.close()
     if pending:
         raise LabError(f"nodes not ready after {timeout:g}s: {', '.join(sorted(pending))} (see their agent.log)")
+
+
+def _exited(state_path: str) -> bool:
+    """The supervised process has exited at least once (it is restarted, but a node that is not
+    ready yet should not wait through its back-off: the error is in the log)."""
+    status = read_state(state_path) or {}
+    return "terminated" in status.get("state", {}) or "terminated" in status.get("lastState", {})
 
 
 def _listening(path: str) -> bool:
@@ -187,11 +211,13 @@ def start_dns(state: LabState, progress: Progress = _quiet) -> None:
     dnsmasq = shutil.which("dnsmasq")
     upstream = ""
     if dnsmasq:
-        argv = ["ip", "netns", "exec", state.underlay, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
-                "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={UNDERLAY_NET}.1",
-                f"--pid-file={os.path.join(state.directory, 'dnsmasq.pid')}", "--user=root"]
+        argv = [dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                f"--listen-address={UNDERLAY_NET}.1", "--pid-file", "--user=root"]  # --pid-file alone: none
         argv += [f"--address=/{name}/{ip}" for name, ip in UPSTREAM_NAMES.items()]
-        subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = supervised(argv, os.path.join(state.directory, "dnsmasq.state.json"),
+                          os.path.join(state.directory, "dnsmasq.log"), name="dnsmasq", backoff="1:30", reset_after=60)
+        subprocess.Popen(["ip", "netns", "exec", state.underlay, *argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
         upstream = f"{UNDERLAY_NET}.1:53"
         progress(f"upstream resolver: dnsmasq on {UNDERLAY_NET}.1 (answers {', '.join(UPSTREAM_NAMES)})")
     svc = parse_service({"apiVersion": "v1", "kind": "Service",
@@ -279,7 +305,8 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
     return removed
 
 
-LAB_FILES = ("lab.json", "lab.json.tmp", "store.db", "store.db-wal", "store.db-shm")
+LAB_FILES = ("lab.json", "lab.json.tmp", "store.db", "store.db-wal", "store.db-shm", "dnsmasq.state.json",
+             "dnsmasq.state.json.tmp", "dnsmasq.log")
 LAB_DIRS = ("nodes", "pods", "etcd")
 
 

@@ -64,6 +64,7 @@ class World:
     namespaces: dict[str, dict[str, str]]          # name -> labels
     policies: list[dict]
     node_ips: dict[str, set[str]] = field(default_factory=dict)   # node -> its addresses
+    skipped: list[str] = field(default_factory=list)  # stored objects too malformed to take part
 
     def pod_by_ip(self, ip: str) -> PodInfo | None:
         return next((p for p in self.pods if p.ip == ip), None)

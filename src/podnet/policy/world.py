@@ -6,8 +6,8 @@ Shared by the agent (what to enforce) and `podnet probe --expect-model` (what sh
 from __future__ import annotations
 
 import ipaddress
-import json
 
+from ..api import stored
 from ..api.keys import NAMESPACES, NETWORK_POLICIES, NODES, PODS
 from .evaluate import PodInfo, World
 
@@ -46,14 +46,35 @@ def node_addresses(node: dict) -> set[str]:
     return out
 
 
-def build_world(pods: list[dict], namespaces: list[dict], policies: list[dict], nodes: list[dict]) -> World:
-    infos = [i for i in (pod_info(p) for p in pods) if i is not None]
+def _safe_pod_info(pod: dict, skipped: list[str]) -> PodInfo | None:
+    try:
+        return pod_info(pod)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        skipped.append(f"pod {stored.ident(pod)}")
+        return None
+
+
+def build_world(pods: list[dict], namespaces: list[dict], policies: list[dict], nodes: list[dict],
+                skipped: list[str] | None = None) -> World:
+    """The World; a pod, namespace or node too malformed to read is left out and named in
+    `World.skipped` (policies are checked where they are rendered)."""
+    skipped = [] if skipped is None else skipped
+    infos = [i for i in (_safe_pod_info(p, skipped) for p in pods) if i is not None]
+    namespaces, bad = stored.partition(namespaces, lambda n: dict(n["metadata"].get("labels") or {}))
+    skipped += [f"namespace {stored.ident(n)}" for n in bad]
+    nodes, bad = stored.partition(nodes, node_addresses)
+    skipped += [f"node {stored.ident(n)}" for n in bad]
     ns_labels = {n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in namespaces}
     for info in infos:  # a namespace that only exists through its pods still has the automatic label
         ns_labels.setdefault(info.namespace, {"kubernetes.io/metadata.name": info.namespace})
     node_ips = {n["metadata"]["name"]: node_addresses(n) for n in nodes}
     ordered = sorted(policies, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
-    return World(sorted(infos, key=lambda i: (i.namespace, i.name)), ns_labels, ordered, node_ips)
+    return World(sorted(infos, key=lambda i: (i.namespace, i.name)), ns_labels, ordered, node_ips, skipped)
+
+
+def replace_policies(world: World, policies: list[dict]) -> World:
+    """The same World with another set of policies."""
+    return World(world.pods, world.namespaces, policies, world.node_ips, list(world.skipped))
 
 
 def load_world(store) -> tuple[World, int]:
@@ -61,9 +82,11 @@ def load_world(store) -> tuple[World, int]:
     (the first of the reads: later ones may include more, never less)."""
     lists = {}
     revisions = []
+    skipped: list[str] = []
     for prefix in (PODS, NAMESPACES, NETWORK_POLICIES, NODES):
         kvs, rev = store.list(prefix)
-        lists[prefix] = [json.loads(kv.value) for kv in kvs]
+        lists[prefix], bad = stored.decode_all(kvs, namespaced=prefix not in (NAMESPACES, NODES))
+        skipped += bad
         revisions.append(rev)
     revision = min(revisions)
-    return build_world(lists[PODS], lists[NAMESPACES], lists[NETWORK_POLICIES], lists[NODES]), revision
+    return build_world(lists[PODS], lists[NAMESPACES], lists[NETWORK_POLICIES], lists[NODES], skipped), revision

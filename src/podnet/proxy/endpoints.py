@@ -16,9 +16,9 @@ def selects(selector: dict, labels: dict) -> bool:
 
 
 def pod_ready(pod: dict) -> bool:
-    from ..proc import pod_running
+    from ..runtime.status import pod_ready as running
 
-    return pod_running(pod) and bool(pod.get("status", {}).get("podIP"))
+    return running(pod) and bool(pod.get("status", {}).get("podIP"))
 
 
 def resolve_port(pod: dict, target, protocol: str) -> int | None:

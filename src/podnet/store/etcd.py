@@ -31,20 +31,35 @@ def _range_end(prefix: str) -> str:
     return base64.b64encode(b"\0").decode()
 
 
+def _reason(e: Exception, timeout: float) -> str:
+    """What went wrong, never an empty string (etcd3gw's timeout errors carry no message)."""
+    import requests
+    from etcd3gw import exceptions
+
+    text = str(e).strip()
+    if isinstance(e, (exceptions.ConnectionTimeoutError, requests.exceptions.Timeout)) or "timed out" in text.lower():
+        return f"no answer within {timeout:g} s (etcd stalled or overloaded){': ' + text if text else ''}"
+    if isinstance(e, (exceptions.ConnectionFailedError, requests.exceptions.ConnectionError)):
+        return f"cannot connect{': ' + text if text else ''}"
+    return f"{e.__class__.__name__}{': ' + text if text else ''}"
+
+
 class EtcdStore(WatchIterMixin):
     def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
         from etcd3gw.client import Etcd3Client
 
         self.client = Etcd3Client(host=host, port=port, timeout=timeout, api_path="/v3/")
+        self.timeout = timeout
         self.base = f"http://{host}:{port}/v3/"
 
     def _post(self, path: str, body: dict) -> dict:
+        import requests
         from etcd3gw import exceptions
 
         try:
             return self.client.post(self.base + path, json=body)
-        except exceptions.Etcd3Exception as e:
-            raise StoreError(f"etcd {path}: {e}") from None
+        except (exceptions.Etcd3Exception, requests.exceptions.RequestException, ValueError) as e:
+            raise StoreError(f"etcd {path}: {_reason(e, self.timeout)}") from None
 
     @staticmethod
     def _kv(raw: dict) -> KV:
@@ -109,9 +124,11 @@ class EtcdStore(WatchIterMixin):
                         break
         except requests.exceptions.ConnectionError as e:
             if "Read timed out" not in str(e):
-                raise StoreError(f"etcd watch: {e}") from None
+                raise StoreError(f"etcd watch: {_reason(e, timeout)}") from None
         except requests.exceptions.Timeout:
             pass
+        except (requests.exceptions.RequestException, ValueError) as e:
+            raise StoreError(f"etcd watch: {_reason(e, timeout)}") from None
         return events
 
     def grant(self, ttl: int) -> int:

@@ -9,12 +9,16 @@ import time
 
 
 class EtcdServer:
-    def __init__(self, netns: str, data_dir: str, ip: str = "127.0.0.1", port: int = 2379, log_path: str = "") -> None:
+    def __init__(self, netns: str, data_dir: str, ip: str = "127.0.0.1", port: int = 2379, log_path: str = "",
+                 supervised_state: str = "") -> None:
+        """`supervised_state`: run etcd under a supervisor (restarted when it dies) that keeps
+        its status there; `proc` is then the supervisor."""
         self.netns = netns
         self.data_dir = data_dir
         self.ip = ip
         self.port = port
         self.log_path = log_path or os.path.join(data_dir, "etcd.log")
+        self.supervised_state = supervised_state
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -32,9 +36,16 @@ class EtcdServer:
                 "--listen-peer-urls", f"http://127.0.0.1:{self.port + 1}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.port + 1}",
                 "--initial-cluster", f"podnet=http://127.0.0.1:{self.port + 1}"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        if self.supervised_state:
+            from ..runtime.supervisor import command
+
+            argv = argv[:4] + command(argv[4:], self.supervised_state, self.log_path, name="etcd", backoff="1:30",
+                                      reset_after=60)
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        else:
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

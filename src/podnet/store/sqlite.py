@@ -206,3 +206,22 @@ class SQLiteStore(WatchIterMixin):
             for (key,) in db.execute("SELECT key FROM kv WHERE lease = ?", (lease,)).fetchall():
                 self._remove(db, key)
             db.execute("DELETE FROM leases WHERE id = ?", (lease,))
+
+
+def _as_store_error(fn):
+    """sqlite3's own errors (a locked or corrupt file, a full disk) leave the store as
+    StoreError, the one error type every caller handles."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite {fn.__name__}: {e}") from None
+
+    return wrapper
+
+
+for _name in ("__init__", "revision", "get", "put", "create", "cas", "delete", "list", "watch", "grant", "keepalive", "revoke"):
+    setattr(SQLiteStore, _name, _as_store_error(getattr(SQLiteStore, _name)))

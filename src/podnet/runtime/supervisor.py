@@ -1,0 +1,200 @@
+"""Run one process and keep it running, the way a container shim and the kubelet do together.
+
+The supervisor is the process's parent for its whole life, so no exit status is ever lost, and
+whoever started the supervisor may go away. It restarts the process per restart policy
+(Always, OnFailure, Never) with the kubelet's back-off: the first restart at once, then after
+INITIAL seconds, doubling up to MAX; a run longer than --reset-after starts over, and records the process's state in a JSON file shaped like a Kubernetes ContainerStatus
+(state running / waiting / terminated with reason, exit code and message; lastState;
+restartCount; ready), written atomically, so the CLI, the lab and the agent read it as is.
+
+    python -m podnet.runtime.supervisor --state S.json --log OUT.log --restart Always \\
+        --backoff 10:300 --name web -- busybox httpd -f -p 80
+
+A command that cannot be started (not found, not executable) is a `StartError` with the
+reason in `message`, then `CrashLoopBackOff` while waiting for the next try. SIGTERM stops the
+process (SIGTERM, then SIGKILL after --grace seconds) and then the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+POLICIES = ("Always", "OnFailure", "Never")
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_state(path: str, status: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(status, f)
+    os.replace(tmp, path)
+
+
+def read_state(path: str) -> dict | None:
+    """The last recorded status, or None when there is none (yet) or it cannot be read."""
+    try:
+        with open(path) as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def exit_reason(code: int) -> tuple[int, str]:
+    """(exit code as Kubernetes reports it, reason): a signal N is 128+N, as a shell says."""
+    if code < 0:
+        return 128 - code, "Error"
+    return code, "Completed" if code == 0 else "Error"
+
+
+class Supervisor:
+    def __init__(self, argv: list[str], state_path: str, log_path: str, restart: str, name: str,
+                 backoff: tuple[float, float], reset_after: float, grace: float) -> None:
+        self.argv = argv
+        self.state_path = state_path
+        self.log_path = log_path
+        self.restart = restart
+        self.name = name
+        self.initial, self.maximum = backoff
+        self.reset_after = reset_after
+        self.grace = grace
+        self.child: subprocess.Popen | None = None
+        self.stopping = False
+        self.status: dict = {"name": name, "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {},
+                             "ready": False, "restartCount": 0, "started": False, "pid": 0, "supervisorPid": os.getpid()}
+
+    def save(self) -> None:
+        write_state(self.state_path, self.status)
+
+    def on_signal(self, signum: int, _frame) -> None:
+        self.stopping = True
+        if self.child is not None and self.child.poll() is None:
+            try:
+                self.child.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def start(self) -> tuple[bool, str]:
+        env = dict(os.environ, PODNET_RESTART_COUNT=str(self.status["restartCount"]))
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.child = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            return True, ""
+        except OSError as e:
+            self.child = None
+            if isinstance(e, FileNotFoundError):
+                return False, f'exec: "{self.argv[0]}": executable file not found in $PATH'
+            return False, f'exec: "{self.argv[0]}": {e.strerror}'
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        delay = 0.0  # the first restart is immediate, as the kubelet does it
+        self.save()
+        while True:
+            started_at = now()
+            t0 = time.monotonic()
+            ok, error = self.start()
+            if ok:
+                self.status.update(state={"running": {"startedAt": started_at}}, ready=True, started=True, pid=self.child.pid)
+                self.save()
+                code = self._wait()
+                exit_code, reason = exit_reason(code)
+                terminated = {"exitCode": exit_code, "reason": reason, "startedAt": started_at, "finishedAt": now()}
+            else:
+                terminated = {"exitCode": 128, "reason": "StartError", "message": error, "startedAt": started_at,
+                              "finishedAt": now()}
+            self.status.update(state={"terminated": terminated}, ready=False, started=False, pid=0)
+            self.save()
+            if self.stopping:
+                return 0
+            if self.restart == "Never" or (self.restart == "OnFailure" and terminated["exitCode"] == 0):
+                return 0
+            if time.monotonic() - t0 >= self.reset_after:
+                delay = 0.0  # it ran long enough: this crash starts a new back-off
+            self.status["lastState"] = {"terminated": terminated}
+            if delay:
+                self.status["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                                    "message": f"back-off {delay:g}s restarting failed container={self.name}"}}
+                self.save()
+                if self._sleep(delay):
+                    self.status["state"] = {"terminated": terminated}
+                    self.save()
+                    return 0
+            delay = min(delay * 2, self.maximum) if delay else self.initial
+            self.status["restartCount"] += 1
+
+    def _wait(self) -> int:
+        """The child's exit code (negative: killed by that signal); on stop, SIGTERM then SIGKILL."""
+        assert self.child is not None
+        deadline = None
+        while True:
+            try:
+                return self.child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stopping:
+                deadline = deadline or time.monotonic() + self.grace
+                if time.monotonic() >= deadline:
+                    self.child.kill()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait out a back-off; True when told to stop meanwhile."""
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.1, end - time.monotonic()))
+        return self.stopping
+
+
+def command(argv: list[str], state: str, log: str = "", restart: str = "Always", name: str = "main",
+            backoff: str = "10:300", reset_after: float = 600.0, python: str = sys.executable) -> list[str]:
+    """The command line that runs `argv` under a supervisor."""
+    return [python, "-m", "podnet.runtime.supervisor", "--state", state, "--log", log, "--restart", restart,
+            "--name", name, "--backoff", backoff, "--reset-after", f"{reset_after:g}", "--", *argv]
+
+
+def parse_backoff(text: str) -> tuple[float, float]:
+    try:
+        initial, _, maximum = text.partition(":")
+        pair = (float(initial), float(maximum or initial))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give INITIAL:MAX in seconds, e.g. 10:300") from None
+    if not 0 < pair[0] <= pair[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < INITIAL <= MAX")
+    return pair
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m podnet.runtime.supervisor", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--state", required=True, help="JSON file to keep the process's status in")
+    ap.add_argument("--log", default="", help="file that receives the process's stdout and stderr (appended)")
+    ap.add_argument("--restart", choices=POLICIES, default="Always", help="restart policy (default: Always)")
+    ap.add_argument("--name", default="main", help="the name recorded in the status")
+    ap.add_argument("--backoff", type=parse_backoff, default=(10.0, 300.0),
+                    help="restart back-off INITIAL:MAX seconds, doubling (default 10:300, as the kubelet)")
+    ap.add_argument("--reset-after", type=float, default=600.0, help="a run this long resets the back-off (default 600)")
+    ap.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL on stop (default 5)")
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    args = ap.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        ap.error("give the command after --")
+    sup = Supervisor(command, args.state, args.log, args.restart, args.name, args.backoff, args.reset_after, args.grace)
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
