@@ -83,3 +83,16 @@ def test_masquerade_never_touches_pod_to_pod():
     matches = [e["match"] for e in rule["expr"] if "match" in e]
     assert matches[0]["op"] == "==" and matches[1]["op"] == "!="
     assert matches[1]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}
+
+
+def test_overlay_guard_accepts_vxlan_only_from_peers():
+    from podnet.agent.render import no_overlay_guard, overlay_guard
+
+    cmds = overlay_guard("10.244.0.0/16", 8472, ["172.31.0.13", "172.31.0.12"])
+    elems = [c["add"]["element"]["elem"] for c in cmds if "element" in c.get("add", {})]
+    assert elems == [["172.31.0.12", "172.31.0.13"]]
+    rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
+    assert [r["chain"] for r in rules] == ["input", "forward"]
+    assert all({"drop": None} in r["expr"] for r in rules)
+    assert not [c for c in overlay_guard("10.244.0.0/16", 8472, []) if "element" in c.get("add", {})]
+    assert no_overlay_guard()[-1] == {"delete": {"table": {"family": "ip", "name": "podnet_overlay"}}}

@@ -32,8 +32,9 @@ from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..proxy import render as proxy
 from ..store import Compacted, Store, StoreError, open_store
-from . import backend, leases, render
-from .cniserver import CNIServer, DelegateConfig
+from . import antispoof, backend, leases, render
+from .cniserver import CNIServer, DelegateConfig, run_bridge
+from .tables import OwnedTable
 
 CONFIG_KEY = "/podnet/config"
 RETRY_INITIAL, RETRY_MAX = 0.5, 30.0
@@ -79,9 +80,10 @@ class Agent:
         self.store: Store
         self.cfg: cluster.ClusterConfig
         self.lease: leases.Lease
-        self._applied_masq = ""
+        self.masq_table = OwnedTable("inet", "podnet_agent", log)
+        self.guard_table = OwnedTable("ip", render.OVERLAY_TABLE, log)
+        self.policy_table = OwnedTable("ip", policy_render.TABLE, log)
         self._proxy_model: proxy.Model | None = None
-        self._applied_policy = ""
         self._policy_revision = 0
         self._policy_count = 0
         self.policy_status = os.path.join(state_dir, "policy-status.json")
@@ -89,6 +91,9 @@ class Agent:
         self._retry_at: dict[str, float] = {}
         self.pending: set[str] = set()  # steps that failed (or were asked for) and must run again
         self._skipped: dict[str, set[str]] = {}
+        self.attachments = antispoof.Registry(os.path.join(state_dir, "attachments"), log)
+        self.full_sync = False  # set during a periodic sync: owned tables are compared with the kernel
+        self.spoofed: dict[str, int] = {}  # packets dropped per pod (namespace/name or host veth)
 
     # -- setup -----------------------------------------------------------------------------
     def wait_config(self) -> cluster.ClusterConfig:
@@ -102,6 +107,46 @@ class Agent:
                 announced = True
             self.stop.wait(1)
         raise SystemExit(0)
+
+    # -- CNI: the bridge plugin, then anti-spoofing before the runtime hears of success -------
+    def run_cni(self, env: dict, stdin: bytes) -> tuple[int, str]:
+        command = env.get("CNI_COMMAND", "")
+        code, out = run_bridge(env, stdin)
+        if code != 0:
+            return code, out
+        cid, ifname = env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", "")
+        if command == "ADD":
+            try:
+                args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
+                pod = f"{args['K8S_POD_NAMESPACE']}/{args['K8S_POD_NAME']}" if "K8S_POD_NAME" in args else ""
+                bridge_name = self.server.delegate.bridge_name if self.server.delegate else "cni0"
+                self.attachments.admit(antispoof.from_result(cid, ifname, json.loads(out), bridge_name, pod))
+            except Exception as e:  # noqa: BLE001 - undo the ADD: no pod without its anti-spoofing entries
+                run_bridge({**env, "CNI_COMMAND": "DEL"}, stdin)
+                version = json.loads(stdin).get("cniVersion", "1.1.0")
+                return 1, json.dumps({"cniVersion": version, "code": 999,
+                                      "msg": "podnet agent: cannot install the pod's anti-spoofing entries",
+                                      "details": f"{e.__class__.__name__}: {e}"})
+        elif command == "DEL":
+            self.attachments.forget(cid, ifname)
+        elif command == "GC":
+            valid = json.loads(stdin).get("cni.dev/valid-attachments") or []
+            self.attachments.keep_only({(a.get("containerID", ""), a.get("ifname", "")) for a in valid if isinstance(a, dict)})
+        return code, out
+
+    def sync_antispoof(self, nl: rtnl.Netlink) -> None:
+        """Records whose pod is gone are dropped, the table rebuilt if it drifted; drops are
+        logged per pod as they grow (and shown in the Node's status)."""
+        gone = self.attachments.sync({link.name for link in nl.links()})
+        if gone:
+            log(f"anti-spoofing: dropped {gone} records of pods that are gone")
+        by_veth = {a.host_veth: a.pod or a.host_veth for a in self.attachments.load()}
+        drops = {by_veth.get(veth, veth): n for veth, n in self.attachments.drops().items()}
+        for who, n in sorted(drops.items()):
+            if n > self.spoofed.get(who, 0):
+                log(f"anti-spoofing: dropped {n - self.spoofed.get(who, 0)} packets from {who} "
+                    "(a source MAC or IPv4 address that is not its own)")
+        self.spoofed = drops
 
     # -- the one error policy ----------------------------------------------------------------
     def attempt(self, name: str, fn, *args, fatal: tuple = ()) -> bool:
@@ -186,7 +231,9 @@ class Agent:
                 "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
                 "conditions": [{"type": "Ready", "status": "True",
                                 "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
-                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist},
+                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
+                           "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
+                           "spoofedPackets": dict(sorted(self.spoofed.items()))},
             },
         }
         self.store.put(key, json.dumps(node))
@@ -202,12 +249,14 @@ class Agent:
         changed = backend.apply(nl, self.cfg, desired, self.under, self.vx)
         if any(changed.values()):
             log(f"reconciled: {changed}")
+        if self.cfg.backend == "vxlan":
+            peers = [l.public_ip for l in all_leases if l.node != self.node and l.backend_type == "vxlan"]
+            guard = render.overlay_guard(str(self.cfg.network), self.cfg.port, peers)
+        else:
+            guard = render.no_overlay_guard()
+        self.guard_table.apply(guard, check_kernel=self.full_sync)
         if self.masquerade:
-            cmds = render.masquerade_rules(str(self.cfg.network))
-            text = json.dumps(cmds)
-            if text != self._applied_masq:
-                nft.run(cmds)
-                self._applied_masq = text
+            self.masq_table.apply(render.masquerade_rules(str(self.cfg.network)), check_kernel=self.full_sync)
 
     def sync_services(self) -> None:
         """EndpointSlices for every service (written only when they differ), then the proxy
@@ -284,12 +333,9 @@ class Agent:
             world = policy_world.replace_policies(world, good)
             cmds = policy_render.render(world, self.node)
         self.report_skipped("policy", world.skipped)
-        text = json.dumps(cmds)
         self._policy_count = len(world.policies)
-        if text == self._applied_policy:
+        if not self.policy_table.apply(cmds, check_kernel=self.full_sync):
             return
-        nft.run(cmds)
-        self._applied_policy = text
         local = sum(1 for p in world.pods if p.node == self.node)
         log(f"policy: table replaced ({len(world.policies)} policies, {local} local pods, {len(cmds)} commands)")
 
@@ -311,12 +357,13 @@ class Agent:
         nl = rtnl.Netlink()
         backend.enable_forwarding()
         self.server = CNIServer(self.socket_path)
+        self.server.run_plugin = self.run_cni
         self.server.start()  # until the lease is known, ADD answers "try again later" (code 11)
         # a missing underlay is a configuration error: exit, and say so (the supervisor retries)
         self.until_done("lease", self.setup_backend, nl, fatal=(backend.BackendError,))
         self.until_done("heartbeat", self.put_node)
         _, rev = self.until_done("list", self.store.list, "/podnet/")
-        self.pending |= {"routes", "services", "policy"}
+        self.pending |= {"routes", "services", "policy", "antispoof"}
         last_renew = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
@@ -345,7 +392,8 @@ class Agent:
                 if self.attempt("heartbeat", self.put_node):
                     last_heartbeat = now
             if now - last_resync >= RESYNC:
-                self.pending |= {"routes", "services", "policy"}
+                self.pending |= {"routes", "services", "policy", "antispoof"}
+                self.full_sync = True  # the next run_pending also compares owned tables with the kernel
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")
         self.server.shutdown()
@@ -366,12 +414,14 @@ class Agent:
         """Every pending sync, each under the error policy. Every event up to `rev` has been
         seen, so once no policy sync is pending the table reflects `rev`: policy-status.json says so."""
         for name, step in (("config", lambda: self.on_config_change(nl)), ("routes", lambda: self.reconcile(nl)),
-                           ("services", self.sync_services), ("policy", self.sync_policy)):
+                           ("services", self.sync_services), ("policy", self.sync_policy),
+                           ("antispoof", lambda: self.sync_antispoof(nl))):
             if name in self.pending:
                 self.pending.discard(name)
                 self.attempt(name, step)
         if "policy" not in self.pending:
             self.report_policy(rev)
+        self.full_sync = False
 
     def renew_lease(self) -> None:
         if not self.store.keepalive(self.lease.lease_id):

@@ -68,3 +68,42 @@ def masquerade_rules(cluster: str) -> list[dict]:
                           "expr": [m("saddr", "==", prefix), m("daddr", "!=", prefix),
                                    m("daddr", "!=", {"prefix": {"addr": "224.0.0.0", "len": 4}}), {"masquerade": None}]}}},
     ]
+
+
+OVERLAY_TABLE = "podnet_overlay"
+
+
+def overlay_guard(cluster: str, port: int, peers: list[str]) -> list[dict]:
+    """One transaction replacing `table ip podnet_overlay`: VXLAN (UDP `port`) reaches this
+    node only from peer nodes' underlay addresses, and pods cannot send it to a node. Without
+    it a pod that knows a VTEP MAC can hand the kernel a forged inner packet, which is
+    decapsulated and delivered past NetworkPolicy."""
+    net = ipaddress.ip_network(cluster)
+    t = {"family": "ip", "table": OVERLAY_TABLE}
+
+    def m(proto: str, field_: str, op: str, right: object) -> dict:
+        return {"match": {"op": op, "left": {"payload": {"protocol": proto, "field": field_}}, "right": right}}
+
+    cmds: list[dict] = [
+        {"add": {"table": {"family": "ip", "name": OVERLAY_TABLE}}},
+        {"delete": {"table": {"family": "ip", "name": OVERLAY_TABLE}}},
+        {"add": {"table": {"family": "ip", "name": OVERLAY_TABLE}}},
+        {"add": {"set": {**t, "name": "peers", "type": "ipv4_addr"}}},
+        {"add": {"counter": {**t, "name": "foreign-vxlan"}}},
+        {"add": {"chain": {**t, "name": "input", "type": "filter", "hook": "input", "prio": -10, "policy": "accept"}}},
+        {"add": {"rule": {**t, "chain": "input", "comment": "VXLAN only from peer nodes", "expr": [
+            m("udp", "dport", "==", port), m("ip", "saddr", "!=", "@peers"), {"counter": "foreign-vxlan"}, {"drop": None}]}}},
+        {"add": {"chain": {**t, "name": "forward", "type": "filter", "hook": "forward", "prio": -10, "policy": "accept"}}},
+        {"add": {"rule": {**t, "chain": "forward", "comment": "no VXLAN from pods to nodes", "expr": [
+            m("ip", "saddr", "==", {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}),
+            m("udp", "dport", "==", port), m("ip", "daddr", "==", "@peers"), {"counter": "foreign-vxlan"}, {"drop": None}]}}},
+    ]
+    if peers:
+        cmds.append({"add": {"element": {**t, "name": "peers", "elem": sorted(peers)}}})
+    return cmds
+
+
+def no_overlay_guard() -> list[dict]:
+    """Remove the guard (a backend without an overlay port)."""
+    return [{"add": {"table": {"family": "ip", "name": OVERLAY_TABLE}}},
+            {"delete": {"table": {"family": "ip", "name": OVERLAY_TABLE}}}]
