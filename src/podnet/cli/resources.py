@@ -26,7 +26,7 @@ from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
 from ..api.keys import NETWORK_POLICIES, NODES, PODS, SERVICES
 from ..policy.world import namespace_key
-from ..store import open_store
+from ..store import StoreError, open_store
 
 
 @contextlib.contextmanager
@@ -127,6 +127,10 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
                     click.echo(f"pod/{obj.name} {_apply_pod(state, store, obj)}")
             except ValidationError as e:
                 click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
+                failed = True
+            except StoreError as e:
+                name = obj.name if kind == "Pod" else obj["metadata"]["name"]
+                click.echo(f"Error: {kind.lower()}/{name}: the datastore is unavailable: {e}", err=True)
                 failed = True
             except Exception as e:  # noqa: BLE001 - report, keep going with the others, exit 1
                 click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
@@ -315,14 +319,16 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
                 return
             headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
             if output == "wide":
-                headers += ["INTERNAL-IP", "POD-CIDR", "BACKEND"]
+                headers += ["INTERNAL-IP", "POD-CIDR", "BACKEND", "AGENT", "SPOOFED"]
             rows = []
             for n in items:
                 row = [n["metadata"]["name"], "Ready" if _node_ready(n) else "NotReady", "<none>",
                        _age(n["metadata"].get("creationTimestamp", "")), "podnet"]
                 if output == "wide":
+                    extra = n["status"].get("podnet", {})
                     ipaddr = next((a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"), "")
-                    row += [ipaddr, n["spec"].get("podCIDR", ""), n["status"].get("podnet", {}).get("backend", "")]
+                    row += [ipaddr, n["spec"].get("podCIDR", ""), extra.get("backend", ""),
+                            _agent_text(state, n["metadata"]["name"]), str(sum((extra.get("spoofedPackets") or {}).values()))]
                 rows.append(row)
             click.echo(_table(headers, rows) if rows else "No resources found")
             return
@@ -350,6 +356,24 @@ def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool,
             rows.append(row)
         where = "" if all_namespaces else f" in {namespace} namespace"
         click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
+
+
+def _agent_text(state, node: str) -> str:
+    """The node agent's supervised state, as kubectl would print a pod's: `Running`,
+    `CrashLoopBackOff`..., with its restarts."""
+    from ..lab.topology import agent_state_path
+    from ..runtime.supervisor import read_state
+
+    from ..proc import pid_alive
+
+    status = read_state(agent_state_path(state, node))
+    if status is None:
+        return "<unknown>"
+    if not pid_alive(int(status.get("supervisorPid") or 0)):
+        return "NotRunning"
+    text = pod_status_text({"status": {"phase": "Running", "containerStatuses": [status]}})
+    restarts = status.get("restartCount", 0)
+    return f"{text}, {restarts} restart{'s' if restarts != 1 else ''}" if restarts else text
 
 
 def pod_status_text(pod: dict) -> str:

@@ -155,6 +155,7 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
     """Until every node's agent has a lease and has written its Node object."""
     deadline = time.monotonic() + timeout
     pending = set(nodes)
+    restarts = {n: _restarts(agent_state_path(state, n)) for n in nodes}
     with store_context(state):
         store = open_store(state.store_url)
         while pending and time.monotonic() < deadline:
@@ -166,7 +167,8 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
                     pending.discard(name)
             if pending:
                 for n in state.nodes:
-                    if n.name in pending and (not pid_alive(n.agent_pid) or _exited(agent_state_path(state, n.name))):
+                    if n.name in pending and (not pid_alive(n.agent_pid)
+                                              or _exited(agent_state_path(state, n.name), restarts[n.name])):
                         log = os.path.join(state.node_dir(n.name), "agent.log")
                         tail = open(log).read()[-2000:] if os.path.exists(log) else ""
                         raise LabError(f"the agent of {n.name} exited; its log ends with:\n{tail}")
@@ -176,11 +178,15 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         raise LabError(f"nodes not ready after {timeout:g}s: {', '.join(sorted(pending))} (see their agent.log)")
 
 
-def _exited(state_path: str) -> bool:
-    """The supervised process has exited at least once (it is restarted, but a node that is not
-    ready yet should not wait through its back-off: the error is in the log)."""
+def _restarts(state_path: str) -> int:
+    return int((read_state(state_path) or {}).get("restartCount", 0))
+
+
+def _exited(state_path: str, restarts_before: int) -> bool:
+    """The supervised process exited since we began to wait (it is restarted, but a node that
+    is not ready yet should not wait through its back-off: the error is in the log)."""
     status = read_state(state_path) or {}
-    return "terminated" in status.get("state", {}) or "terminated" in status.get("lastState", {})
+    return "terminated" in status.get("state", {}) or int(status.get("restartCount", 0)) > restarts_before
 
 
 def _listening(path: str) -> bool:
