@@ -141,7 +141,7 @@ def test_ip_block_errors_name_the_field_and_show_the_value(block, field, text):
 
 def test_an_except_strictly_inside_passes():
     p = _policy_with_block({"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]})
-    assert p["spec"]["ingress"][0]["peers"][0]["ipBlock"] == {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}
+    assert p["spec"]["ingress"][0]["from"][0]["ipBlock"] == {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}
 
 
 @pytest.mark.parametrize("stype,extra", [("ClusterIP", {}), ("NodePort", {}), ("LoadBalancer", {}),
@@ -166,3 +166,31 @@ def test_a_clusterip_service_saved_with_external_policy_cluster_is_accepted():
     with pytest.raises(ValidationError) as e:
         parse_service({**SVC, "spec": {**SVC["spec"], "externalTrafficPolicy": "Local"}}, "svc.yaml")
     assert e.value.field == "spec.externalTrafficPolicy"
+
+
+def test_a_stored_network_policy_parses_again_to_itself():
+    """The stored form is Kubernetes' own (from/to, ports with only their fields): what
+    `podnet get netpol -o yaml` prints applies back unchanged, with the same meaning."""
+    from podnet.api.networkpolicy import parse_network_policy, rules
+
+    doc = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
+           "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                    "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+                                          {"podSelector": {"matchLabels": {"app": "web"}}}],
+                                 "ports": [{"port": 5432}, {"port": 8000, "endPort": 8010, "protocol": "UDP"}]},
+                                {"ports": [{"protocol": "SCTP"}]}, {}],
+                    "egress": [{"to": []}]}}
+    once = parse_network_policy(doc, "np.yaml")
+    assert parse_network_policy(once, "stored") == once
+    assert "peers" not in json_text(once) and "null" not in json_text(once)
+    ingress = rules(once, "Ingress")
+    assert [len(peers) if peers else peers for peers, _ in ingress] == [2, None, None]
+    assert ingress[0][1] == [{"protocol": "TCP", "port": 5432, "endPort": None},
+                             {"protocol": "UDP", "port": 8000, "endPort": 8010}]
+    assert rules(once, "Egress") == [(None, [])]
+
+
+def json_text(obj) -> str:
+    import json
+
+    return json.dumps(obj)

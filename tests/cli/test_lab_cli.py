@@ -94,3 +94,76 @@ def test_lab_down_cleans_up_after_a_crash(cli, tmp_path):
     r = cli("lab", "down", "--name", cli.name)
     assert "namespaces removed" in r.stdout
     assert f"pn-{cli.name}-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_the_cli_refuses_what_kubernetes_refuses_and_round_trips_what_it_prints(cli, tmp_path):
+    cli("lab", "up", "--nodes", "1", "--name", cli.name)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("---\n# nothing here\n")
+    r = cli("apply", "-f", str(empty), check=False)
+    assert r.returncode == 1 and "no objects passed to apply" in r.stderr
+
+    # a namespace that does not exist is an error (nothing is made); in the same file, it is created first
+    ghost = {**pod("ghost"), "metadata": {"name": "ghost", "namespace": "nope"}}
+    r = cli("apply", "-f", manifest(tmp_path, [ghost], "ghost.yaml"), check=False)
+    assert r.returncode == 1 and 'namespaces "nope" not found' in r.stderr
+    assert "No resources found" in cli("get", "pods", "-n", "nope").stdout
+    assert "nope" not in cli("get", "ns").stdout
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nope"}}
+    assert cli("apply", "-f", manifest(tmp_path, [ghost, ns], "ghost2.yaml")).stdout.splitlines() == \
+        ["namespace/nope created", "pod/ghost created"]
+
+    # a command that does not exist: a start error, then back-off, never "Completed"
+    cli("apply", "-f", manifest(tmp_path, [pod("broken", command=["no-such-command-anywhere"])], "broken.yaml"))
+    row = cli("get", "pods", "broken").stdout.splitlines()[1].split()
+    assert row[1] == "0/1" and row[2] in ("StartError", "CrashLoopBackOff"), row
+    status = json.loads(cli("get", "pods", "broken", "-o", "json").stdout)["status"]["containerStatuses"][0]
+    last = status["state"].get("terminated") or status["lastState"]["terminated"]
+    assert last["reason"] == "StartError" and "executable file not found" in last["message"]
+
+    # what get -o yaml prints applies back unchanged, for every kind
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"selector": {"app": "t"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    nodeport = {**svc, "metadata": {"name": "web-np"}, "spec": {**svc["spec"], "type": "NodePort"}}
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny"},
+              "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}]}]}}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+                    "template": {"metadata": {"labels": {"app": "d"}}, "spec": pod("x")["spec"]}}}
+    cli("apply", "-f", manifest(tmp_path, [svc, nodeport, policy, dep, pod("web", "node1")], "all.yaml"))
+    for kind, name, extra in (("svc", "web", []), ("svc", "web-np", []), ("netpol", "deny", []), ("deploy", "d", []),
+                              ("pod", "web", []), ("ns", "nope", []), ("pod", "ghost", ["-n", "nope"])):
+        printed = cli("get", kind, name, "-o", "yaml", *extra).stdout
+        again = cli("apply", "-f", "-", *extra, input=printed, check=False)
+        assert again.returncode == 0 and again.stdout.strip().endswith("unchanged"), (kind, name, again.stdout, again.stderr)
+
+    # bad input names the field, and shows values as the user wrote them
+    r = cli("apply", "-f", manifest(tmp_path, [{**svc, "metadata": {"name": "1abc"}}], "bad-svc.yaml"), check=False)
+    assert r.returncode == 1 and "metadata.name" in r.stderr and "starting with a letter" in r.stderr
+    bad_block = {**policy, "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8",
+                                                                                          "except": ["10.0.0.0/8"]}}]}]}}
+    r = cli("apply", "-f", manifest(tmp_path, [bad_block], "bad-np.yaml"), check=False)
+    assert r.returncode == 1 and "ipBlock.except[0]" in r.stderr and "strictly inside" in r.stderr
+    r = cli("apply", "-f", manifest(tmp_path, [{**pod("l"), "metadata": {"name": "l", "labels": {"a b/c": "x"}}}], "l.yaml"),
+            check=False)
+    assert r.returncode == 1 and "label key 'a b/c'" in r.stderr
+
+    # logs --tail as kubectl: 0 prints nothing
+    cli("apply", "-f", manifest(tmp_path, [pod("talk", command=["sh", "-c", "echo one; echo two; sleep 300"])], "t.yaml"))
+    assert wait_for_text(lambda: cli("logs", "talk").stdout, "two")
+    assert cli("logs", "talk", "--tail", "0").stdout == ""
+    assert cli("logs", "talk", "--tail", "1").stdout == "two\n"
+
+    cli("lab", "down", "--name", cli.name)
+    assert not os.path.exists(tmp_path / "lab"), os.listdir(tmp_path / "lab")
+
+
+def wait_for_text(read, text: str, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in read():
+            return True
+        time.sleep(0.1)
+    return False

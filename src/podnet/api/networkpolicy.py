@@ -144,13 +144,33 @@ def parse_network_policy(doc: dict, source: str, default_namespace: str = "defau
         raw = spec.get(direction) or []
         if not isinstance(raw, list):
             raise ValidationError(f"spec.{direction}", "must be a list of rules", source)
-        rules[direction] = [{"peers": _peers(r.get(peer_key), f"spec.{direction}[{i}].{peer_key}", source),
-                             "ports": _ports(r.get("ports"), f"spec.{direction}[{i}].ports", source)}
+        rules[direction] = [_rule(_peers(r.get(peer_key), f"spec.{direction}[{i}].{peer_key}", source), peer_key,
+                                  _ports(r.get("ports"), f"spec.{direction}[{i}].ports", source))
                             for i, r in enumerate(raw) if isinstance(r, dict) or _bad_rule(direction, i, source)]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "spec": {"podSelector": parse_selector(spec["podSelector"], "spec.podSelector", source),
                      "policyTypes": sorted(set(types)), **rules}}
+
+
+def _rule(peers: list[dict] | None, peer_key: str, ports: list[dict]) -> dict:
+    """A rule as the API server stores it: `from`/`to` only when it names peers, each port with
+    only the fields it has (so what `get -o yaml` prints applies back unchanged)."""
+    out: dict = {}
+    if peers is not None:
+        out[peer_key] = peers
+    if ports:
+        out["ports"] = [{k: v for k, v in p.items() if v is not None} for p in ports]
+    return out
+
+
+def rules(policy: dict, direction: str) -> list[tuple[list[dict] | None, list[dict]]]:
+    """A stored policy's rules for "ingress" or "egress" as (peers, ports): peers None means
+    every peer; each port has protocol, port (None: every port) and endPort (None: one port)."""
+    peer_key = "from" if direction.lower() == "ingress" else "to"
+    return [(r.get(peer_key) or None,
+             [{"protocol": p.get("protocol", "TCP"), "port": p.get("port"), "endPort": p.get("endPort")} for p in r.get("ports") or []])
+            for r in policy["spec"].get(direction.lower()) or []]
 
 
 def _bad_rule(direction: str, i: int, source: str) -> bool:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from ..api.networkpolicy import rules
+
 
 def selector_matches(selector: dict, labels: dict[str, str]) -> bool:
     for k, v in (selector.get("matchLabels") or {}).items():
@@ -111,10 +113,10 @@ def _port_matches(ports: list[dict], dst: PodInfo | None, port: int, proto: str)
 def _allowed_by(world: World, policies: list[dict], direction: str, peer_ip: str, peer_pod: PodInfo | None,
                 dst_pod: PodInfo | None, port: int, proto: str) -> bool:
     for policy in policies:
-        for rule in policy["spec"][direction]:
-            peers_ok = rule["peers"] is None or any(
-                _peer_matches(world, peer, policy["metadata"]["namespace"], peer_ip, peer_pod) for peer in rule["peers"])
-            if peers_ok and _port_matches(rule["ports"], dst_pod, port, proto):
+        for peers, ports in rules(policy, direction):
+            peers_ok = peers is None or any(
+                _peer_matches(world, peer, policy["metadata"]["namespace"], peer_ip, peer_pod) for peer in peers)
+            if peers_ok and _port_matches(ports, dst_pod, port, proto):
                 return True
     return False
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+from ..api.networkpolicy import rules as policy_rules
 from .evaluate import PodInfo, World, _peer_matches, _selecting, in_ip_block
 
 TABLE = "podnet_policy"
@@ -41,10 +42,10 @@ def _ip(field: str):
     return {"payload": {"protocol": "ip", "field": field}}
 
 
-def _peer_ips(world: World, rule: dict, policy_ns: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def _peer_ips(world: World, peers: list[dict] | None, policy_ns: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Pod IPs matched by the rule's selector peers, and its ipBlocks as (cidr, excepts)."""
     ips, blocks = set(), []
-    for peer in rule["peers"] or []:
+    for peer in peers or []:
         if "ipBlock" in peer:
             blocks.append((peer["ipBlock"]["cidr"], peer["ipBlock"]["except"]))
             continue
@@ -92,19 +93,19 @@ def render(world: World, node: str) -> list[dict]:
             chain = _name(direction.lower(), f"{pod.namespace}/{pod.name}")
             rules: list[list[dict]] = []
             for policy in selecting:
-                for i, rule in enumerate(policy["spec"][direction.lower()]):
+                for i, (rule_peers, rule_ports) in enumerate(policy_rules(policy, direction)):
                     # sets depend on the rule only: pods selected by the same policy share them
                     ident = f"{policy['metadata']['namespace']}/{policy['metadata']['name']}/{direction}/{i}"
                     if ident not in peers_of:
-                        peers_of[ident] = _peer_ips(world, rule, policy["metadata"]["namespace"])
+                        peers_of[ident] = _peer_ips(world, rule_peers, policy["metadata"]["namespace"])
                     ips, blocks = peers_of[ident]
-                    named_egress = direction == "Egress" and any(isinstance(p["port"], str) for p in rule["ports"])
+                    named_egress = direction == "Egress" and any(isinstance(p["port"], str) for p in rule_ports)
                     if named_egress:
                         # a name means a different number on each destination: match ip . proto . port
                         elems = []
-                        targets = world.pods if rule["peers"] is None else [p for p in world.pods if _in_peers(p.ip, ips, blocks)]
+                        targets = world.pods if rule_peers is None else [p for p in world.pods if _in_peers(p.ip, ips, blocks)]
                         for dst in targets:
-                            for alt in _port_exprs([p for p in rule["ports"] if isinstance(p["port"], str)], dst) or []:
+                            for alt in _port_exprs([p for p in rule_ports if isinstance(p["port"], str)], dst) or []:
                                 elems.append([dst.ip, alt[0]["match"]["right"], alt[1]["match"]["right"]])
                         if elems:
                             sname = _name("np", ident)
@@ -112,16 +113,16 @@ def render(world: World, node: str) -> list[dict]:
                             rules.append([_m({"concat": [_ip(field), {"meta": {"key": "l4proto"}},
                                                          {"payload": {"protocol": "th", "field": "dport"}}]}, f"@{sname}"),
                                           {"return": None}])
-                        ports = [p for p in rule["ports"] if not isinstance(p["port"], str)]
+                        ports = [p for p in rule_ports if not isinstance(p["port"], str)]
                         if not ports:
                             continue
                     else:
-                        ports = rule["ports"]
+                        ports = rule_ports
                     alts = _port_exprs(ports, pod if direction == "Ingress" else None)
                     if alts is None:
                         continue
                     peer_matches: list[list[dict]] = []
-                    if rule["peers"] is None:
+                    if rule_peers is None:
                         peer_matches.append([])
                     else:
                         if ips:
