@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv
 
-.PHONY: all deps venv test unit demo bench clean
+.PHONY: all deps venv test unit fuzz demo bench clean
 
 all: test
 
@@ -29,6 +29,11 @@ test: deps venv
 
 unit: venv
 	$(PY) -m pytest -q -m 'not root'
+
+# The fuzz tests with many more examples than the bounded run in `make test` (FUZZ=N per property).
+FUZZ ?= 3000
+fuzz: deps venv
+	PODNET_FUZZ=$(FUZZ) $(PY) -m pytest -q -ra tests/fuzz
 
 demo: deps venv
 	$(VENV)/bin/podnet demo

@@ -32,7 +32,7 @@ from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..proxy import render as proxy
 from ..store import Compacted, Store, StoreError, open_store
-from . import antispoof, backend, leases, render
+from . import antispoof, backend, leases, render, survive
 from .cniserver import CNIServer, DelegateConfig, run_bridge
 from .tables import OwnedTable
 
@@ -263,24 +263,9 @@ class Agent:
         ruleset (one transaction; nothing at all when nothing changed)."""
         services, bad = stored.decode_all(self.store.list(keys.SERVICES)[0])
         pods, bad_pods = stored.decode_all(self.store.list(keys.PODS)[0])
-        skipped = bad + bad_pods
-        slices: dict[tuple[str, str], dict] = {}
+        slices, skipped = survive.endpoint_slices(services, pods)
         wanted_keys = set()
-        for svc in services:
-            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            try:
-                computed = ep_mod.compute(svc, pods)
-            except Exception:  # noqa: BLE001 - a malformed pod or service: find it, skip it
-                pods, culprits = stored.partition(pods, lambda p, svc=svc: ep_mod.compute(svc, [p]))
-                skipped += [f"pod {stored.ident(p)}" for p in culprits]
-                try:
-                    computed = ep_mod.compute(svc, pods)
-                except Exception:  # noqa: BLE001
-                    skipped.append(f"service {ns}/{name}")
-                    continue
-            if computed is None:
-                continue
-            slices[(ns, name)] = computed
+        for (ns, name), computed in slices.items():
             key = ep_mod.key(ns, name)
             wanted_keys.add(key)
             text = ep_mod.dumps(computed)
@@ -290,14 +275,8 @@ class Agent:
         for kv in self.store.list(ep_mod.SLICES)[0]:
             if kv.key not in wanted_keys:
                 self.store.delete(kv.key, kv.mod_revision)
-        try:
-            model = proxy.render(services, slices, self.node, str(self.cfg.network))
-        except Exception:  # noqa: BLE001 - render the others, name the ones it choked on
-            services, culprits = stored.partition(
-                services, lambda svc: proxy.render([svc], slices, self.node, str(self.cfg.network)))
-            skipped += [f"service {stored.ident(svc)}" for svc in culprits]
-            model = proxy.render(services, slices, self.node, str(self.cfg.network))
-        self.report_skipped("services", skipped)
+        model, culprits = survive.proxy_model(services, slices, self.node, str(self.cfg.network))
+        self.report_skipped("services", bad + bad_pods + skipped + culprits)
         if self._proxy_model is None:
             if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
                 nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
@@ -324,15 +303,8 @@ class Agent:
         """The node's NetworkPolicy table from the store, in one transaction (nothing at all when
         unchanged). When nft refuses it, the previous table stays and the error policy retries."""
         world, _ = policy_world.load_world(self.store)
-        try:
-            cmds = policy_render.render(world, self.node)
-        except Exception:  # noqa: BLE001 - enforce the others; name the policies it choked on
-            good, culprits = stored.partition(
-                world.policies, lambda pol: policy_render.render(policy_world.replace_policies(world, [pol]), self.node))
-            world.skipped += [f"networkpolicy {stored.ident(p)}" for p in culprits]
-            world = policy_world.replace_policies(world, good)
-            cmds = policy_render.render(world, self.node)
-        self.report_skipped("policy", world.skipped)
+        cmds, skipped = survive.policy_commands(world, self.node)
+        self.report_skipped("policy", skipped)
         self._policy_count = len(world.policies)
         if not self.policy_table.apply(cmds, check_kernel=self.full_sync):
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import ValidationError
+from .errors import ValidationError, mapping
 from .pod import DNS_LABEL, check_labels, parse_header, parse_pod
 
 
@@ -11,14 +11,15 @@ def parse_deployment(doc: dict, source: str, default_namespace: str = "default")
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 1000:
         raise ValidationError("spec.replicas", f"must be an integer from 0 to 1000, not {replicas!r}", source)
-    selector = (spec.get("selector") or {}).get("matchLabels")
+    selector = mapping(spec.get("selector"), "spec.selector", source).get("matchLabels")
     if not isinstance(selector, dict) or not selector:
         raise ValidationError("spec.selector.matchLabels", "is required (the labels that pick this deployment's pods)", source)
     check_labels(selector, "spec.selector.matchLabels", source)
     template = spec.get("template")
     if not isinstance(template, dict):
         raise ValidationError("spec.template", "is required (a pod template)", source)
-    labels = check_labels((template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels", source)
+    labels = check_labels(mapping(template.get("metadata"), "spec.template.metadata", source).get("labels"),
+                          "spec.template.metadata.labels", source)
     if any(labels.get(k) != v for k, v in selector.items()):
         raise ValidationError("spec.template.metadata.labels", f"must include the selector {selector}", source)
     probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-x", "labels": labels},

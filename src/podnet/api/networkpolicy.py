@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from .errors import ValidationError
-from .pod import DNS_LABEL, check_labels, parse_header
+from .errors import ValidationError, listing
+from .pod import DNS_LABEL, check_labels, label_key_problem, parse_header
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -18,15 +18,17 @@ def parse_selector(raw: object, field: str, source: str) -> dict:
         raw = {}
     if not isinstance(raw, dict):
         raise ValidationError(field, "must be a label selector (matchLabels / matchExpressions)", source)
-    unknown = set(raw) - {"matchLabels", "matchExpressions"}
+    unknown = {str(k) for k in raw} - {"matchLabels", "matchExpressions"}
     if unknown:
         raise ValidationError(f"{field}.{sorted(unknown)[0]}", "unknown field (expected matchLabels, matchExpressions)", source)
     labels = check_labels(raw.get("matchLabels"), f"{field}.matchLabels", source)
     exprs = []
-    for i, e in enumerate(raw.get("matchExpressions") or []):
+    for i, e in enumerate(listing(raw.get("matchExpressions"), f"{field}.matchExpressions", source)):
         f = f"{field}.matchExpressions[{i}]"
         if not isinstance(e, dict) or not isinstance(e.get("key"), str) or not e["key"]:
             raise ValidationError(f"{f}.key", "is required", source)
+        if label_key_problem(e["key"]):
+            raise ValidationError(f"{f}.key", label_key_problem(e["key"]), source)
         op = e.get("operator")
         if op not in OPERATORS:
             raise ValidationError(f"{f}.operator", f"must be one of {', '.join(OPERATORS)}, not {op!r}", source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import ValidationError
+from .errors import ValidationError, listing
 from .keys import PODS
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # RFC 1123 label
@@ -119,12 +119,16 @@ def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod
         if not isinstance(args, list) or not all(isinstance(x, str) for x in args):
             raise ValidationError(f"{f}.args", "must be a list of strings", source)
         env = {}
-        for j, e in enumerate(c.get("env") or []):
+        for j, e in enumerate(listing(c.get("env"), f"{f}.env", source)):
             if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
                 raise ValidationError(f"{f}.env[{j}].name", "is required", source)
-            env[e["name"]] = str(e.get("value", ""))
+            value = e.get("value", "")
+            if not isinstance(value, str):
+                raise ValidationError(f"{f}.env[{j}].value", f"must be a string (quote numbers and booleans), not {value!r}",
+                                      source)
+            env[e["name"]] = value
         ports = []
-        for j, p in enumerate(c.get("ports") or []):
+        for j, p in enumerate(listing(c.get("ports"), f"{f}.ports", source)):
             pf = f"{f}.ports[{j}]"
             if not isinstance(p, dict):
                 raise ValidationError(pf, "must be a mapping", source)

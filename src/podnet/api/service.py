@@ -8,7 +8,7 @@ import ipaddress
 import random
 
 from ..store import Store
-from .errors import ValidationError
+from .errors import ValidationError, mapping
 from .keys import SERVICES
 from .pod import DNS_1035_LABEL, DNS_LABEL, check_labels, check_name, parse_header
 
@@ -33,12 +33,14 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
         if not isinstance(ext, str) or not ext or len(ext) > 253:
             raise ValidationError("spec.externalName", "is required for type ExternalName (a DNS name)", source)
         out_spec["externalName"] = ext.rstrip(".").lower()
-        return _service(name, namespace, labels, out_spec, doc)
+        return _service(name, namespace, labels, out_spec, doc, source)
     selector = spec.get("selector")
     if selector is not None and not isinstance(selector, dict):
         raise ValidationError("spec.selector", "must be a mapping of labels", source)
     out_spec["selector"] = check_labels(selector, "spec.selector", source) if selector else {}
-    cluster_ip = spec.get("clusterIP", "")
+    cluster_ip = spec.get("clusterIP") or ""
+    if not isinstance(cluster_ip, str):
+        raise ValidationError("spec.clusterIP", f"must be an IP address as a string (or \"None\"), not {cluster_ip!r}", source)
     if cluster_ip not in ("", "None"):
         try:
             ip = ipaddress.ip_address(cluster_ip)
@@ -92,7 +94,8 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
         raise ValidationError("spec.sessionAffinity", f"must be None or ClientIP, not {affinity!r}", source)
     out_spec["sessionAffinity"] = affinity
     if affinity == "ClientIP":
-        timeout = (((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds", 10800))
+        config = mapping(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig", source)
+        timeout = mapping(config.get("clientIP"), "spec.sessionAffinityConfig.clientIP", source).get("timeoutSeconds", 10800)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
             raise ValidationError("spec.sessionAffinityConfig.clientIP.timeoutSeconds", f"must be 1-86400, not {timeout!r}", source)
         out_spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": timeout}}
@@ -108,13 +111,20 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
                 raise ValidationError(f"spec.{field_}", "only applies to NodePort and LoadBalancer services", source)
             continue
         out_spec[field_] = value or "Cluster"
-    return _service(name, namespace, labels, out_spec, doc)
+    return _service(name, namespace, labels, out_spec, doc, source)
 
 
-def _service(name: str, namespace: str, labels: dict, spec: dict, doc: dict) -> dict:
+def _annotations(doc: dict, source: str) -> dict:
+    annotations = mapping(mapping(doc.get("metadata"), "metadata", source).get("annotations"), "metadata.annotations", source)
+    for k, v in annotations.items():
+        if not isinstance(v, str):
+            raise ValidationError(f"metadata.annotations.{k}", "annotation values must be strings", source)
+    return dict(annotations)
+
+
+def _service(name: str, namespace: str, labels: dict, spec: dict, doc: dict, source: str = "") -> dict:
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "annotations": dict((doc.get("metadata") or {}).get("annotations") or {})},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": _annotations(doc, source)},
             "spec": spec, "status": {"loadBalancer": {}}}
 
 

@@ -64,12 +64,28 @@ class ConfList:
             if not isinstance(p, dict) or not isinstance(p.get("type"), str) or not p["type"]:
                 raise CNIError(errors.INVALID_NETWORK_CONFIG, f"{source}: plugins[{i}] has no 'type'")
         name = doc.get("name") or ""
+        if not isinstance(name, str):
+            raise CNIError(errors.DECODING_FAILURE, f"{source}: 'name' must be a string")
         validate.network_name(name)
         version = doc.get("cniVersion") or ""
+        if not isinstance(version, str):
+            raise CNIError(errors.DECODING_FAILURE, f"{source}: 'cniVersion' must be a string")
         if version not in SUPPORTED:
             raise CNIError(errors.INCOMPATIBLE_VERSION, f"{source}: unsupported cniVersion {version!r}", f"supported: {', '.join(SUPPORTED)}")
         return cls(name=name, cni_version=version, plugins=plugins, raw=raw,
                    disable_check=bool(doc.get("disableCheck")), disable_gc=bool(doc.get("disableGC")))
+
+
+def _result_shaped(result: dict) -> bool:
+    """A cached result the plugins can be handed as prevResult (JSON types as the spec has them)."""
+    from . import schema
+
+    try:
+        schema.check(result, schema.RESULT)
+        convert(result, result.get("cniVersion") or "")
+    except (CNIError, ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 @dataclass
@@ -146,11 +162,15 @@ class Runner:
         os.replace(tmp, path)
 
     def cached_result(self, net: ConfList, rt: RuntimeConf) -> Optional[dict]:
+        """The cached ADD result, or None when there is none or it is unreadable (a corrupt cache
+        file must not stop a DEL: the plugins then get no prevResult, as after a lost cache)."""
         try:
             with open(self.cache_path(net, rt)) as f:
-                return json.load(f).get("result")
-        except (OSError, ValueError):
+                entry = json.load(f)
+        except (OSError, ValueError, RecursionError):
             return None
+        result = entry.get("result") if isinstance(entry, dict) else None
+        return result if isinstance(result, dict) and _result_shaped(result) else None
 
     def cached_attachments(self, net: ConfList) -> list[dict]:
         out = []
@@ -159,10 +179,13 @@ class Runner:
             try:
                 with open(os.path.join(directory, name)) as f:
                     entry = json.load(f)
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 continue
-            if entry.get("networkName") == net.name:
-                out.append({"containerID": entry.get("containerId", ""), "ifname": entry.get("ifName", "")})
+            if not isinstance(entry, dict) or entry.get("networkName") != net.name:
+                continue
+            cid, ifname = entry.get("containerId", ""), entry.get("ifName", "")
+            if isinstance(cid, str) and isinstance(ifname, str) and cid and ifname:
+                out.append({"containerID": cid, "ifname": ifname})
         return out
 
     # -- verbs -------------------------------------------------------------------------------

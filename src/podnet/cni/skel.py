@@ -12,6 +12,7 @@ from . import fastjson as json
 import os
 import sys
 from . import errors, validate
+from . import schema as config_schema
 from .errors import CNIError
 from .types import convert, to_current
 from .version import CURRENT, SUPPORTED, parse, verb_allowed
@@ -73,10 +74,12 @@ class CmdArgs:
 class Plugin:
     """A plugin's handlers. Each takes CmdArgs; `add` returns a result in the 1.1.0 layout."""
 
-    __slots__ = ("name", "add", "delete", "check", "gc", "status", "versions")
+    __slots__ = ("name", "add", "delete", "check", "gc", "status", "versions", "schema")
 
-    def __init__(self, name: str, add, delete, check, gc=None, status=None, versions: tuple[str, ...] = SUPPORTED) -> None:
+    def __init__(self, name: str, add, delete, check, gc=None, status=None, versions: tuple[str, ...] = SUPPORTED,
+                 schema: dict | None = None) -> None:
         self.name = name
+        self.schema = schema if schema is not None else config_schema.NETCONF  # JSON types of its config
         self.add = add
         self.delete = delete
         self.check = check
@@ -101,13 +104,14 @@ def _env_args(environ: dict) -> tuple[str, dict[str, str]]:
     return command, {v: environ.get(v, "") for v in ENV_ORDER}
 
 
-def _decode_config(stdin: bytes) -> dict:
+def _decode_config(stdin: bytes, schema: dict) -> dict:
     try:
         conf = json.loads(stdin)
     except (ValueError, UnicodeDecodeError) as e:
         raise CNIError(errors.DECODING_FAILURE, f"error unmarshall network config: {e}") from None
     if not isinstance(conf, dict):
         raise CNIError(errors.DECODING_FAILURE, "error unmarshall network config: not a JSON object")
+    config_schema.check(conf, schema)
     validate.network_name(conf.get("name") or "")
     return conf
 
@@ -131,7 +135,7 @@ def dispatch(plugin: Plugin, environ: dict, stdin: bytes) -> tuple[int, str]:
         command, env = _env_args(environ)
         if command == "VERSION":
             return 0, json.dumps({"cniVersion": CURRENT, "supportedVersions": list(plugin.versions)})
-        conf = _decode_config(stdin)
+        conf = _decode_config(stdin, plugin.schema)
         version = conf.get("cniVersion", "0.1.0") if isinstance(conf.get("cniVersion", ""), str) else CURRENT
         if command in ("ADD", "CHECK", "DEL"):
             validate.container_id(env["CNI_CONTAINERID"])

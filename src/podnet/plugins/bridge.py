@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 
-from ..cni import errors
+from ..cni import errors, schema
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
 from ..cni.types import ip_family
@@ -295,7 +295,11 @@ def status(args: CmdArgs) -> None:
         common.ipam_exec("STATUS", args)
 
 
-PLUGIN = Plugin(name="bridge", add=add, delete=delete, check=check, gc=gc, status=status)
+SCHEMA = schema.netconf(bridge=str, isGateway=bool, isDefaultGateway=bool, forceAddress=bool, ipMasq=bool,
+                        ipMasqBackend=str, mtu=int, hairpinMode=bool, promiscMode=bool, vlan=int, vlanTrunk=[{}],
+                        preserveDefaultVlan=bool, macspoofchk=bool, enabledad=bool, disableContainerInterface=bool,
+                        portIsolation=bool)
+PLUGIN = Plugin(name="bridge", add=add, delete=delete, check=check, gc=gc, status=status, schema=SCHEMA)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..cni import errors
+from ..cni import errors, schema
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
 from ..kernel import nft, rtnl, sysctl
@@ -196,7 +196,10 @@ def check(args: CmdArgs) -> None:
         raise CNIError(errors.INTERNAL, f"portmap rules for container {args.container_id} are missing")
 
 
-PLUGIN = Plugin(name="portmap", add=add, delete=delete, check=check, gc=lambda a: None, status=lambda a: None)
+SCHEMA = schema.netconf(snat=bool, markMasqBit=int, externalSetMarkChain=str, conditionsV4=[str], conditionsV6=[str],
+                        backend=str, runtimeConfig={"portMappings": [{"hostPort": int, "containerPort": int,
+                                                                      "protocol": str, "hostIP": str}]})
+PLUGIN = Plugin(name="portmap", add=add, delete=delete, check=check, gc=lambda a: None, status=lambda a: None, schema=SCHEMA)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..cni import errors
+from ..cni import errors, schema
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
 from ..cni.types import ip_family
@@ -117,7 +117,8 @@ def check(args: CmdArgs) -> None:
 
 
 PLUGIN = Plugin(name="ptp", add=add, delete=delete, check=check,
-                gc=lambda a: common.ipam_exec("GC", a), status=lambda a: common.ipam_exec("STATUS", a))
+                gc=lambda a: common.ipam_exec("GC", a), status=lambda a: common.ipam_exec("STATUS", a),
+                schema=schema.netconf(ipMasq=bool, ipMasqBackend=str, mtu=int))
 
 
 def main() -> None:

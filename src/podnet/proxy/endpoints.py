@@ -15,6 +15,24 @@ def selects(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _usable(pod: object) -> bool:
+    """A pod shaped well enough to be an endpoint (a stored value may be anything)."""
+    import ipaddress
+
+    try:
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}  # type: ignore[index]
+        ipaddress.IPv4Address(status["podIP"])
+        labels = meta.get("labels") or {}
+        return (isinstance(meta.get("namespace"), str) and isinstance(meta.get("name"), str)
+                and isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+                and isinstance(spec.get("nodeName", ""), (str, type(None)))
+                and isinstance(spec.get("containers", []), list) and all(isinstance(c, dict) for c in spec.get("containers", []))
+                and all(isinstance(c.get("ports") or [], list) and all(isinstance(p, dict) for p in c.get("ports") or [])
+                        for c in spec.get("containers", [])))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
 def pod_ready(pod: dict) -> bool:
     from ..runtime.status import pod_ready as running
 
@@ -28,7 +46,8 @@ def resolve_port(pod: dict, target, protocol: str) -> int | None:
     for c in pod.get("spec", {}).get("containers", []):
         for p in c.get("ports", []) or []:
             if p.get("name") == target and p.get("protocol", "TCP") == protocol:
-                return p["containerPort"]
+                port = p.get("containerPort")
+                return port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else None
     return None
 
 
@@ -39,8 +58,8 @@ def compute(svc: dict, pods: list[dict]) -> dict | None:
         return None
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
     groups: dict[tuple, list[dict]] = {}
-    for pod in sorted(pods, key=lambda p: p.get("status", {}).get("podIP", "")):
-        if pod["metadata"]["namespace"] != ns or not selects(spec["selector"], pod["metadata"].get("labels", {})):
+    for pod in sorted((p for p in pods if _usable(p)), key=lambda p: p["status"]["podIP"]):
+        if pod["metadata"]["namespace"] != ns or not selects(spec["selector"], pod["metadata"].get("labels") or {}):
             continue
         if not pod_ready(pod):
             continue
@@ -50,10 +69,10 @@ def compute(svc: dict, pods: list[dict]) -> dict | None:
             if resolved is not None:
                 ports.append((sp["name"], resolved, sp["protocol"]))
         endpoint = {"addresses": [pod["status"]["podIP"]], "conditions": {"ready": True},
-                    "nodeName": pod["spec"].get("nodeName", ""),
+                    "nodeName": pod["spec"].get("nodeName") or "",
                     "targetRef": {"kind": "Pod", "namespace": ns, "name": pod["metadata"]["name"]}}
         hostname = pod["spec"].get("hostname")
-        if hostname and pod["spec"].get("subdomain") == name:
+        if isinstance(hostname, str) and hostname and pod["spec"].get("subdomain") == name:
             endpoint["hostname"] = hostname
         groups.setdefault(tuple(ports), []).append(endpoint)
     items = []

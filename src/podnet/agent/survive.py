@@ -1,0 +1,61 @@
+"""The agent's renders, made to survive malformed stored objects.
+
+Pure: stored objects in, what to program out, plus the names of the objects left out. A
+render of everything is tried first (the usual case costs nothing extra); only when it fails
+are the objects tried one by one to find the ones it chokes on, which are then skipped, so
+one bad object never stops every good one from being served.
+"""
+
+from __future__ import annotations
+
+from ..api import stored
+from ..policy import render as policy_render
+from ..policy import world as policy_world
+from ..policy.evaluate import World
+from ..proxy import endpoints as ep_mod
+from ..proxy import render as proxy
+
+
+def endpoint_slices(services: list[dict], pods: list[dict]) -> tuple[dict[tuple[str, str], dict], list[str]]:
+    """EndpointSlice lists per (namespace, name), and what was skipped."""
+    skipped: list[str] = []
+    slices: dict[tuple[str, str], dict] = {}
+    for svc in services:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        try:
+            computed = ep_mod.compute(svc, pods)
+        except Exception:  # noqa: BLE001 - a malformed pod or service: find it, skip it
+            try:
+                ep_mod.compute(svc, [])
+            except Exception:  # noqa: BLE001 - the service itself
+                skipped.append(f"service {ns}/{name}")
+                continue
+            pods, culprits = stored.partition(pods, lambda p, svc=svc: ep_mod.compute(svc, [p]))
+            skipped += [f"pod {stored.ident(p)}" for p in culprits]
+            try:
+                computed = ep_mod.compute(svc, pods)
+            except Exception:  # noqa: BLE001
+                skipped.append(f"service {ns}/{name}")
+                continue
+        if computed is not None:
+            slices[(ns, name)] = computed
+    return slices, skipped
+
+
+def proxy_model(services: list[dict], slices: dict, node: str, cluster: str) -> tuple[proxy.Model, list[str]]:
+    try:
+        return proxy.render(services, slices, node, cluster), []
+    except Exception:  # noqa: BLE001 - render the others, name the ones it choked on
+        good, culprits = stored.partition(services, lambda svc: proxy.render([svc], slices, node, cluster))
+        return proxy.render(good, slices, node, cluster), [f"service {stored.ident(svc)}" for svc in culprits]
+
+
+def policy_commands(world: World, node: str) -> tuple[list[dict], list[str]]:
+    """The node's policy table, and what was skipped (the world's own skips included)."""
+    try:
+        return policy_render.render(world, node), list(world.skipped)
+    except Exception:  # noqa: BLE001 - enforce the others; name the policies it choked on
+        good, culprits = stored.partition(
+            world.policies, lambda pol: policy_render.render(policy_world.replace_policies(world, [pol]), node))
+        cmds = policy_render.render(policy_world.replace_policies(world, good), node)
+        return cmds, world.skipped + [f"networkpolicy {stored.ident(p)}" for p in culprits]
