@@ -3,18 +3,23 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv
+BENCH_PACKAGES := dnsperf
 
 .PHONY: all deps venv test unit fuzz demo bench clean
 
 all: test
 
 # Debian packages: install only what is missing, with one `apt-get update` first.
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo ">> installing Debian packages:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(APT_PACKAGES))
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,12 +44,13 @@ demo: deps venv
 	$(VENV)/bin/podnet demo
 
 bench: deps venv
-	@dpkg-query -W -f='$${Status}' dnsperf 2>/dev/null | grep -q 'ok installed' || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null
+	$(call install_missing,$(BENCH_PACKAGES))
 	$(PY) bench/cni_latency.py
 	$(PY) bench/agent_cni_latency.py
 	$(PY) bench/pod_network.py
 	$(PY) bench/services.py
 	$(PY) bench/policy.py
+	$(PY) bench/antispoof.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -100,10 +100,21 @@ def dns_qps(tag: str, names: int, seconds: int) -> tuple[float, float] | None:
         time.sleep(2)
         result = []
         for port in (5300, 5301):
-            r = subprocess.run(["ip", "netns", "exec", ns, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", f"{work}/queries",
-                                "-l", str(seconds), "-c", "4", "-q", "200"], capture_output=True, text=True)
-            line = next((l for l in r.stdout.splitlines() if "Queries per second" in l), "")
-            result.append(float(line.split()[-1]) if line else 0.0)
+            qps = 0.0
+            for attempt in range(3):  # dnsperf sometimes prints no summary (a server still starting): again
+                r = subprocess.run(["ip", "netns", "exec", ns, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d",
+                                    f"{work}/queries", "-l", str(seconds), "-c", "4", "-q", "200"], capture_output=True, text=True)
+                line = next((l for l in r.stdout.splitlines() if "Queries per second" in l), "")
+                try:
+                    qps = float(line.split()[-1])
+                except (IndexError, ValueError):
+                    qps = 0.0
+                if qps > 0:
+                    break
+                print(f"  (dnsperf on port {port}, attempt {attempt + 1}: no rate in its output "
+                      f"{(r.stdout + r.stderr).strip()[-200:]!r})", file=sys.stderr)
+                time.sleep(1)
+            result.append(qps)
         return result[0], result[1]
     finally:
         for p in procs:
@@ -163,7 +174,8 @@ def main() -> None:
     qps = dns_qps(tag, 1000, 5)
     if qps:
         print("DNS queries per second, 1,000 service names, dnsperf 5 s (higher is better)")
-        print(f"  podnet dns {qps[0]:.0f}   dnsmasq {qps[1]:.0f}   ratio {qps[0] / qps[1]:.2f}x")
+        ratio = f"{qps[0] / qps[1]:.2f}x" if qps[1] else "n/a (no dnsmasq rate)"
+        print(f"  podnet dns {qps[0]:.0f}   dnsmasq {qps[1]:.0f}   ratio {ratio}")
 
 
 if __name__ == "__main__":
