@@ -179,9 +179,9 @@ def test_ipv6_from_a_pod_is_dropped_separately(node):
 def test_sync_forgets_vanished_pods_and_restores_a_changed_table(node):
     with kns.entered(f"/var/run/netns/{node.ns}"):
         subprocess.run(["nft", "flush", "chain", "bridge", antispoof.TABLE, "prerouting"], check=True)
-        assert node.registry.sync({node.veth["a"], node.veth["b"], "cni0"}) == 0
+        assert node.registry.sync(lambda: {node.veth["a"], node.veth["b"], "cni0"}) == 0
         assert len(nft.list_ruleset(["chain", "bridge", antispoof.TABLE, "prerouting"])) > 1
-        assert node.registry.sync({node.veth["a"], "cni0"}) == 1  # b's veth is gone
+        assert node.registry.sync(lambda: {node.veth["a"], "cni0"}) == 1  # b's veth is gone
         assert [a.container_id for a in node.registry.load()] == ["c-a"]
         assert nft.set_elements(nft.list_ruleset(["table", "bridge", antispoof.TABLE]), "ports") == [node.veth["a"]]
     assert _exchange(node, "a", node.ip["a"], "still") == "still"

@@ -206,10 +206,14 @@ class Registry:
             if (att.container_id, att.ifname) not in valid:
                 self.forget(att.container_id, att.ifname)
 
-    def sync(self, existing_links: set[str]) -> int:
+    def sync(self, existing_links) -> int:
         """Drop records whose host veth is gone; rebuild the table when it differs from the
-        records or is missing from the kernel. The number of records dropped."""
+        records or is missing from the kernel. The number of records dropped.
+
+        `existing_links()` lists the node's links; it is called under the lock, so a pod that an
+        ADD is attaching right now is never mistaken for one that is gone."""
         with self.lock:
+            existing_links = existing_links()
             atts = self.load()
             gone = [a for a in atts if a.host_veth not in existing_links]
             for a in gone:

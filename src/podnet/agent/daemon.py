@@ -31,7 +31,7 @@ from ..proxy import endpoints as ep_mod
 from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..proxy import render as proxy
-from ..store import Compacted, Store, StoreError, open_store
+from ..store import Compacted, Store, open_store
 from . import antispoof, backend, leases, render, survive
 from .cniserver import CNIServer, DelegateConfig, run_bridge
 from .tables import OwnedTable
@@ -137,7 +137,7 @@ class Agent:
     def sync_antispoof(self, nl: rtnl.Netlink) -> None:
         """Records whose pod is gone are dropped, the table rebuilt if it drifted; drops are
         logged per pod as they grow (and shown in the Node's status)."""
-        gone = self.attachments.sync({link.name for link in nl.links()})
+        gone = self.attachments.sync(lambda: {link.name for link in nl.links()})
         if gone:
             log(f"anti-spoofing: dropped {gone} records of pods that are gone")
         by_veth = {a.host_veth: a.pod or a.host_veth for a in self.attachments.load()}

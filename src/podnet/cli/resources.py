@@ -362,9 +362,8 @@ def _agent_text(state, node: str) -> str:
     """The node agent's supervised state, as kubectl would print a pod's: `Running`,
     `CrashLoopBackOff`..., with its restarts."""
     from ..lab.topology import agent_state_path
-    from ..runtime.supervisor import read_state
-
     from ..proc import pid_alive
+    from ..runtime.supervisor import read_state
 
     status = read_state(agent_state_path(state, node))
     if status is None:
