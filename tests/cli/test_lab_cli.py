@@ -115,6 +115,8 @@ def test_the_cli_refuses_what_kubernetes_refuses_and_round_trips_what_it_prints(
 
     # a command that does not exist: a start error, then back-off, never "Completed"
     cli("apply", "-f", manifest(tmp_path, [pod("broken", command=["no-such-command-anywhere"])], "broken.yaml"))
+    started = lambda: "ContainerCreating" not in cli("get", "pods", "broken", "-o", "json").stdout  # noqa: E731
+    assert wait_for_text(lambda: str(started()), "True")
     row = cli("get", "pods", "broken").stdout.splitlines()[1].split()
     assert row[1] == "0/1" and row[2] in ("StartError", "CrashLoopBackOff"), row
     status = json.loads(cli("get", "pods", "broken", "-o", "json").stdout)["status"]["containerStatuses"][0]

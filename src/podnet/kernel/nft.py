@@ -1,4 +1,10 @@
-"""nftables transactions through `nft -j -f -` (libnftables JSON), one atomic batch per call."""
+"""nftables transactions in libnftables' JSON, one atomic batch per call.
+
+By default through the `nft` program (`nft -j -f -`): plugin executables live for one command
+and must not pay for `ctypes`. A long-running process calls `use_library()` once and from then
+on runs every command in-process through libnftables (about 0.1 ms per transaction instead of
+3 ms for starting `nft`), the way python3-nftables does it.
+"""
 
 from __future__ import annotations
 
@@ -23,25 +29,86 @@ class NftError(RuntimeError):
     pass
 
 
+class _Library:
+    """libnftables in this process: one context, JSON in and out, one caller at a time."""
+
+    OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON: also makes the library parse JSON input
+
+    def __init__(self) -> None:
+        import ctypes
+        import threading
+
+        lib = ctypes.CDLL("libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error", "nft_ctx_output_get_flags"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = ctypes.c_char_p
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+        self.ctx = lib.nft_ctx_new(0)
+        if not self.ctx:
+            raise OSError("libnftables: cannot create a context")
+        lib.nft_ctx_output_set_flags(self.ctx, lib.nft_ctx_output_get_flags(self.ctx) | self.OUTPUT_JSON)
+        lib.nft_ctx_buffer_output(self.ctx)
+        lib.nft_ctx_buffer_error(self.ctx)
+        self.lock = threading.Lock()
+
+    def run(self, text: bytes) -> tuple[int, bytes, bytes]:
+        with self.lock:
+            rc = self.lib.nft_run_cmd_from_buffer(self.ctx, text)
+            return rc, self.lib.nft_ctx_get_output_buffer(self.ctx) or b"", self.lib.nft_ctx_get_error_buffer(self.ctx) or b""
+
+
+_library: _Library | None = None
+
+
+def use_library() -> bool:
+    """Run every later command in-process through libnftables; False when it is not there
+    (Debian: libnftables1), and commands keep going through `nft`. Only for a process that
+    stays in one network namespace: the library keeps its netlink socket in the namespace of
+    the thread that first uses it."""
+    global _library
+    if _library is None:
+        try:
+            _library = _Library()
+        except OSError:
+            return False
+    return True
+
+
 def run(commands: list[dict]) -> None:
     """Apply a list of nft JSON commands ({"add": {...}}, {"delete": {...}} ...) atomically."""
     if not commands:
         return
-    doc = json.dumps({"nftables": commands})
-    proc = _run(["-j", "-f", "-"], doc.encode())
+    doc = json.dumps({"nftables": commands}).encode()
+    if _library is not None:
+        rc, _, err = _library.run(doc)
+        if rc != 0:
+            raise NftError(f"nft failed: {err.decode(errors='replace').strip()}")
+        return
+    proc = _run(["-j", "-f", "-"], doc)
     if proc.returncode != 0:
         raise NftError(f"nft failed: {proc.stderr.decode().strip()}")
 
 
 def list_ruleset(what: list[str]) -> list[dict]:
     """`nft -j list ...`; an absent table or chain gives []."""
-    proc = _run(["-j", "list", *what])
-    if proc.returncode != 0:
-        err = proc.stderr.decode()
-        if "No such file or directory" in err or "does not exist" in err:
+    if _library is not None:
+        rc, out, err = _library.run(" ".join(["list", *what]).encode())
+    else:
+        proc = _run(["-j", "list", *what])
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    if rc != 0:
+        text = err.decode(errors="replace")
+        if "No such file or directory" in text or "does not exist" in text:
             return []
-        raise NftError(f"nft list {' '.join(what)} failed: {err.strip()}")
-    return json.loads(proc.stdout or b'{"nftables": []}').get("nftables", [])
+        raise NftError(f"nft list {' '.join(what)} failed: {text.strip()}")
+    return json.loads(out or b'{"nftables": []}').get("nftables", [])
 
 
 def fingerprint(family: str, table: str, skip_elements: tuple[str, ...] = ()) -> str | None:
