@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from podnet.agent import antispoof  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from routed_pair import SERVER_IP, connect_latency, nft, remove, serve, sh  # noqa: E402
+from routed_pair import SERVER_IP, connect_latency, nft, remove, serve, sh, wait_listening  # noqa: E402
 
 CLIENT_IP = "10.201.0.3"
 
@@ -55,7 +55,7 @@ def mac(ns: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-r", "--rounds", type=int, default=30)
-    ap.add_argument("-n", "--connects", type=int, default=50, help="connects per case per round")
+    ap.add_argument("-n", "--connects", type=int, default=200, help="connects per case per round")
     args = ap.parse_args()
     tag = "a" + uuid.uuid4().hex[:5]
     client = node = server = ""
@@ -69,6 +69,7 @@ def main() -> None:
         table = antispoof.table(atts)
         remove_table = [{"delete": {"table": {"family": "bridge", "name": antispoof.TABLE}}}]
         threading.Thread(target=serve, args=(server, 8080, stop), daemon=True).start()
+        wait_listening(client, SERVER_IP, 8080)
         connect_latency(client, SERVER_IP, 8080, 200)  # warm up (ARP, caches)
         ratios, base_p50, with_p50 = [], [], []
         for r in range(args.rounds):

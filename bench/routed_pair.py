@@ -70,6 +70,24 @@ def serve(server: str, port: int, stop: threading.Event) -> None:
     srv.close()
 
 
+def wait_listening(client: str, ip: str, port: int, timeout: float = 10.0) -> None:
+    """Until a connect from `client` to ip:port succeeds (the server thread binds a moment
+    after it starts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with kns.entered(f"/var/run/netns/{client}"):
+            s = socket.socket()
+        with s:
+            s.settimeout(1)
+            try:
+                s.connect((ip, port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"nothing answers on {ip}:{port} after {timeout:g} s")
+        time.sleep(0.05)
+
+
 def connect_latency(client: str, ip: str, port: int, count: int) -> list[float]:
     """Microseconds of `count` TCP connects from `client` to ip:port, one new connection each."""
     out = []

@@ -103,9 +103,10 @@ def table(bridge_ports: list[Attachment]) -> list[dict]:
         {"add": {"counter": _t(name="spoofed")}},
         {"add": {"counter": _t(name="not-ipv4")}},
         {"add": {"chain": _t(name="prerouting", type="filter", hook="prerouting", prio=PRIORITY, policy="accept")}},
-        {"add": {"rule": _t(chain="prerouting", comment="not a pod port", expr=[_match(iif, "@ports", "!="), {"accept": None}])}},
+        # the common case first: a pod's own IPv4 costs one lookup
         {"add": {"rule": _t(chain="prerouting", comment="IPv4 from the pod's own MAC and address", expr=[
             _match({"concat": [iif, _payload("ether", "saddr"), _payload("ip", "saddr")]}, "@endpoints"), {"accept": None}])}},
+        {"add": {"rule": _t(chain="prerouting", comment="not a pod port", expr=[_match(iif, "@ports", "!="), {"accept": None}])}},
         {"add": {"rule": _t(chain="prerouting", comment="ARP for the pod's own MAC and address", expr=[
             _match({"concat": [iif, _payload("ether", "saddr"), _payload("arp", "saddr ip")]}, "@endpoints"),
             _match({"concat": [iif, _payload("arp", "saddr ether"), _payload("arp", "saddr ip")]}, "@endpoints"),
