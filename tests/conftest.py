@@ -71,7 +71,7 @@ def netns():
 @pytest.fixture(scope="session")
 def ours(tmp_path_factory) -> str:
     """A CNI bin directory holding podnet's plugin executables."""
-    from podnet.cni.install import install
+    from podnet.plugins.registry import install
 
     d = str(tmp_path_factory.mktemp("podnet-bin"))
     install(d)

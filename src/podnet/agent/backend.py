@@ -60,8 +60,7 @@ def remove_vxlan_devices(nl: rtnl.Netlink) -> None:
 def enable_forwarding() -> None:
     """Routing between pods, and bridged pod-to-pod traffic through the IPv4 forward hook, where
     NetworkPolicy is enforced (br_netfilter: per network namespace, on by default when present)."""
-    if sysctl.read("net/ipv4/ip_forward") != "1":
-        sysctl.write("net/ipv4/ip_forward", "1")
+    sysctl.enable_forwarding()
     try:
         if sysctl.read("net/bridge/bridge-nf-call-iptables") != "1":
             sysctl.write("net/bridge/bridge-nf-call-iptables", "1")

@@ -25,7 +25,7 @@ import time
 
 from ..api import cluster, keys, stored
 from ..api.errors import ValidationError
-from ..cni.install import install
+from ..plugins.registry import install
 from ..kernel import nft, rtnl
 from ..proxy import endpoints as ep_mod
 from ..policy import render as policy_render
@@ -36,7 +36,7 @@ from . import antispoof, backend, leases, render, survive
 from .cniserver import CNIServer, DelegateConfig, run_bridge
 from .tables import OwnedTable
 
-CONFIG_KEY = "/podnet/config"
+CONFIG_KEY = keys.CONFIG
 RETRY_INITIAL, RETRY_MAX = 0.5, 30.0
 HEARTBEAT = 5.0
 RESYNC = 10.0
@@ -272,7 +272,7 @@ class Agent:
             current = self.store.get(key)
             if current is None or current.value != text:
                 self.store.cas(key, text, current.mod_revision if current else 0)  # losing the race is fine
-        for kv in self.store.list(ep_mod.SLICES)[0]:
+        for kv in self.store.list(keys.ENDPOINT_SLICES)[0]:
             if kv.key not in wanted_keys:
                 self.store.delete(kv.key, kv.mod_revision)
         model, culprits = survive.proxy_model(services, slices, self.node, str(self.cfg.network))
@@ -336,7 +336,7 @@ class Agent:
         # a missing underlay is a configuration error: exit, and say so (the supervisor retries)
         self.until_done("lease", self.setup_backend, nl, fatal=(backend.BackendError,))
         self.until_done("heartbeat", self.put_node)
-        _, rev = self.until_done("list", self.store.list, "/podnet/")
+        _, rev = self.until_done("list", self.store.list, keys.ROOT)
         self.pending |= {"routes", "services", "policy", "antispoof"}
         last_renew = last_heartbeat = last_resync = time.monotonic()
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
@@ -377,9 +377,9 @@ class Agent:
         """(events, revision they bring us to), waiting up to a second for the first one. When
         the store no longer has that history, everything is synced again from a fresh list."""
         try:
-            events = self.store.watch("/podnet/", rev, 1.0)
+            events = self.store.watch(keys.ROOT, rev, 1.0)
         except Compacted:
-            _, rev = self.store.list("/podnet/")
+            _, rev = self.store.list(keys.ROOT)
             self.pending |= {"routes", "services", "policy"}
             return [], rev
         return events, events[-1].revision if events else rev

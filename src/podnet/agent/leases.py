@@ -13,10 +13,11 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 
+from ..api import keys
 from ..api.cluster import ClusterConfig
 from ..store import KV, Store
 
-PREFIX = "/podnet/subnets/"
+PREFIX = keys.SUBNETS
 
 
 class LeaseError(RuntimeError):

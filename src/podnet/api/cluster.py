@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import ValidationError
+from .keys import CONFIG
 
 BACKENDS = ("vxlan", "host-gw")
 
@@ -44,7 +45,7 @@ class ClusterConfig:
                            "SubnetMax": str(self.subnet_max), "Backend": backend})
 
 
-def parse(doc: object, source: str = "/podnet/config") -> ClusterConfig:
+def parse(doc: object, source: str = CONFIG) -> ClusterConfig:
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)

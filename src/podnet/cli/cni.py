@@ -10,7 +10,7 @@ import click
 
 from ..cni import errors
 from ..cni.errors import CNIError
-from ..cni.install import install
+from ..plugins.registry import in_process, install
 from ..cni.runner import DEFAULT_CACHE_DIR, ConfList, Runner, RuntimeConf
 
 
@@ -67,7 +67,7 @@ def run_cmd(verb: str, conf_path: str, netns: str, container_id: str, ifname: st
         net = ConfList.load(conf_path)
         version = net.cni_version
         path = [p for p in (cni_path or os.environ.get("CNI_PATH", "")).split(":") if p] or None
-        runner = Runner(path, cache_dir)
+        runner = Runner(path, cache_dir, resolve=in_process)
         try:
             caps = json.loads(cap_args) if cap_args else {}
         except ValueError as e:

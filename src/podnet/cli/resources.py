@@ -24,7 +24,7 @@ from ..lab import pods as pods_mod
 from ..lab import policies, workloads
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
-from ..api.keys import NETWORK_POLICIES, NODES, PODS, SERVICES
+from ..api.keys import DEPLOYMENTS, ENDPOINT_SLICES, NETWORK_POLICIES, NODES, PODS, SERVICES
 from ..policy.world import namespace_key
 from ..store import StoreError, open_store
 
@@ -438,11 +438,11 @@ def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: b
     if kind in ("services", "service", "svc"):
         prefix, word = SERVICES, "service"
     elif kind in ("deployments", "deployment", "deploy"):
-        prefix, word = workloads.DEPLOYMENTS, "deployment"
+        prefix, word = DEPLOYMENTS, "deployment"
     elif kind in ("networkpolicies", "networkpolicy", "netpol"):
         prefix, word = NETWORK_POLICIES, "networkpolicy"
     else:
-        prefix, word = "/podnet/endpointslices/", "endpoints"
+        prefix, word = ENDPOINT_SLICES, "endpoints"
     kvs, _ = store.list(prefix if all_namespaces else f"{prefix}{namespace}/")
     if word == "endpoints":  # one row per service, its slices together
         objs = [_json_or_empty(kv) for kv in kvs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import fastjson as json
+from .. import fastjson as json
 
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2

@@ -1,4 +1,4 @@
-"""Writing podnet's plugin executables into a CNI bin directory.
+"""Writing plugin executables into a CNI bin directory (which plugins: `podnet.plugins.registry`).
 
 Each executable is a few lines of Python run with `-IS` (isolated, no site import): it puts
 podnet's package directory on sys.path and calls one plugin's main(). Plugins import only the
@@ -11,16 +11,6 @@ import os
 import sys
 
 from .invoke import MARKER
-
-PLUGINS = {
-    "bridge": "podnet.plugins.bridge",
-    "host-local": "podnet.plugins.host_local",
-    "loopback": "podnet.plugins.loopback",
-    "portmap": "podnet.plugins.portmap",
-    "ptp": "podnet.plugins.ptp",
-    "podnet": "podnet.plugins.podnet",
-}
-
 
 def package_root() -> str:
     import podnet
@@ -39,17 +29,18 @@ def launcher(name: str, module: str, python: str, root: str) -> str:
     )
 
 
-def install(directory: str, python: str = "", names: list[str] | None = None) -> list[str]:
-    """Write the executables; return their paths. Existing files of the same name are replaced."""
+def install(directory: str, plugins: dict[str, str], python: str = "", names: list[str] | None = None) -> list[str]:
+    """Write an executable per plugin (name -> module with a main()); return their paths.
+    Existing files of the same name are replaced."""
     python = python or sys.executable
     root = package_root()
     os.makedirs(directory, exist_ok=True)
     written = []
-    for name in names or list(PLUGINS):
+    for name in names or list(plugins):
         path = os.path.join(directory, name)
         tmp = f"{path}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:
-            f.write(launcher(name, PLUGINS[name], python, root))
+            f.write(launcher(name, plugins[name], python, root))
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)
         written.append(path)

@@ -1,13 +1,15 @@
 """Executing a CNI plugin over the exec protocol (environment + stdin in, stdout out).
 
 `find_plugin` searches CNI_PATH as libcni does. When the plugin found is one of podnet's own
-executables (they carry a marker line), `call` runs it in-process through the same dispatcher
-instead of starting another interpreter: the observable protocol is the same, the cost is not.
+executables (they carry a marker line) and the caller's `resolve` returns a Plugin for its
+name (`podnet.plugins.registry.in_process`), `call` runs it in-process through the same
+dispatcher instead of starting another interpreter: the observable protocol is the same, the
+cost is not. The resolver is injected: this layer knows no plugin.
 """
 
 from __future__ import annotations
 
-from . import fastjson as json
+from .. import fastjson as json
 import os
 
 from . import errors
@@ -39,17 +41,11 @@ def podnet_plugin_name(path: str) -> str | None:
     return None
 
 
-def _in_process(name: str):
-    if name == "host-local":
-        from ..plugins import host_local
-
-        return host_local.PLUGIN
-    return None
-
-
-def call(path: str, env: dict, stdin: bytes, *, in_process: bool = True) -> tuple[int, bytes, bytes]:
-    """Run one plugin; return (exit code, stdout, stderr)."""
-    plugin = _in_process(podnet_plugin_name(path) or "") if in_process else None
+def call(path: str, env: dict, stdin: bytes, *, resolve=None) -> tuple[int, bytes, bytes]:
+    """Run one plugin; return (exit code, stdout, stderr). `resolve(name)` may return an
+    in-process Plugin for one of podnet's own executables."""
+    name = podnet_plugin_name(path) if resolve is not None else None
+    plugin = resolve(name) if name else None
     if plugin is not None:
         from .skel import dispatch
 
@@ -64,9 +60,9 @@ def call(path: str, env: dict, stdin: bytes, *, in_process: bool = True) -> tupl
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def call_json(path: str, env: dict, stdin: bytes) -> dict | None:
+def call_json(path: str, env: dict, stdin: bytes, *, resolve=None) -> dict | None:
     """Run a plugin; parse its result; turn its error JSON (or a crash) into CNIError."""
-    code, out, err = call(path, env, stdin)
+    code, out, err = call(path, env, stdin, resolve=resolve)
     if code != 0:
         try:
             raise CNIError.from_dict(json.loads(out))

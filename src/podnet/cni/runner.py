@@ -101,9 +101,11 @@ class RuntimeConf:
 
 
 class Runner:
-    def __init__(self, cni_path: Optional[list[str]] = None, cache_dir: str = DEFAULT_CACHE_DIR) -> None:
+    def __init__(self, cni_path: Optional[list[str]] = None, cache_dir: str = DEFAULT_CACHE_DIR, resolve=None) -> None:
+        """`resolve(name)`: an in-process Plugin for podnet's own executables (see cni.invoke)."""
         self.cni_path = cni_path or DEFAULT_CNI_PATH
         self.cache_dir = cache_dir
+        self.resolve = resolve
 
     # -- building plugin invocations ---------------------------------------------------------
     def plugin_config(self, net: ConfList, plugin: dict, rt: RuntimeConf, prev: Optional[dict]) -> bytes:
@@ -136,7 +138,7 @@ class Runner:
 
     def _exec(self, command: str, net: ConfList, plugin: dict, rt: RuntimeConf, prev: Optional[dict]) -> Optional[dict]:
         path = find_plugin(plugin["type"], self.cni_path)
-        return call_json(path, self._env(command, rt), self.plugin_config(net, plugin, rt, prev))
+        return call_json(path, self._env(command, rt), self.plugin_config(net, plugin, rt, prev), resolve=self.resolve)
 
     # -- the result cache --------------------------------------------------------------------
     def cache_path(self, net: ConfList, rt: RuntimeConf) -> str:
@@ -258,7 +260,8 @@ class Runner:
         for plugin in net.plugins:
             conf = json.loads(self.plugin_config(net, plugin, rt, None))
             conf["cni.dev/valid-attachments"] = valid
-            call_json(find_plugin(plugin["type"], self.cni_path), self._env("GC", rt), json.dumps(conf).encode())
+            call_json(find_plugin(plugin["type"], self.cni_path), self._env("GC", rt), json.dumps(conf).encode(),
+                      resolve=self.resolve)
 
     def status(self, net: ConfList) -> None:
         if not verb_allowed("STATUS", net.cni_version):

@@ -8,7 +8,7 @@ version rules; so errors match the reference plugins code for code.
 
 from __future__ import annotations
 
-from . import fastjson as json
+from .. import fastjson as json
 import os
 import sys
 from . import errors, validate

@@ -19,12 +19,11 @@ import time
 from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSRecord
 from dnslib.server import BaseResolver
 
-from ..api.keys import SERVICES
-from ..proxy.endpoints import SLICES
+from ..api.keys import ENDPOINT_SLICES, ROOT, SERVICES
 from ..store import Compacted, Store, open_store
 from . import records
 
-PREFIXES = (SERVICES, SLICES)
+PREFIXES = (SERVICES, ENDPOINT_SLICES)
 
 
 def _rdata(rr: records.RR):
@@ -164,7 +163,7 @@ def follow(store: Store, resolver: ClusterResolver, zone: str, stop: threading.E
                 reported = set(index.skipped)
                 delay = 1.0
                 continue
-            events = store.watch("/podnet/", rev, 1.0)
+            events = store.watch(ROOT, rev, 1.0)
             delay = 1.0
         except Compacted:
             rev = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ..cni import fastjson as json
+from .. import fastjson as json
 from . import spawn
 
 

@@ -19,3 +19,11 @@ def write(key: str, value: str) -> None:
 def read(key: str) -> str:
     with open(_path(key)) as f:
         return f.read().strip()
+
+
+def enable_forwarding(families: set[str] | frozenset[str] = frozenset({"4"})) -> None:
+    """IP forwarding for the address families given ("4", "6"), written only when off."""
+    if "4" in families and read("net/ipv4/ip_forward") != "1":
+        write("net/ipv4/ip_forward", "1")
+    if "6" in families and read("net/ipv6/conf/all/forwarding") != "1":
+        write("net/ipv6/conf/all/forwarding", "1")

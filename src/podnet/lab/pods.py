@@ -17,6 +17,7 @@ from ..api.service import DNS_SERVICE_IP
 from ..cni.errors import CNIError
 from ..cni.runner import ConfList, Runner, RuntimeConf
 from ..kernel import netns as kns
+from ..plugins.registry import in_process
 from ..store import Store
 from ..proc import pid_alive
 from ..runtime.status import with_live_status
@@ -56,7 +57,8 @@ def schedule(state: LabState, store: Store, pod: Pod) -> str:
 
 def _runner(state: LabState, node: str) -> tuple[Runner, ConfList]:
     d = state.node_dir(node)
-    return Runner([os.path.join(d, "bin")], cache_dir=os.path.join(d, "cni-cache")), ConfList.load(os.path.join(d, "net.d", "10-podnet.conflist"))
+    runner = Runner([os.path.join(d, "bin")], cache_dir=os.path.join(d, "cni-cache"), resolve=in_process)
+    return runner, ConfList.load(os.path.join(d, "net.d", "10-podnet.conflist"))
 
 
 def _runtime(state: LabState, pod_ns: str, namespace: str, name: str, uid: str) -> RuntimeConf:

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from ..api.keys import NAMESPACES, NETWORK_POLICIES, PODS, SERVICES
+from ..api.keys import DEPLOYMENTS, NAMESPACES, NETWORK_POLICIES, PODS, SERVICES
 from ..policy.world import namespace_key, network_policy_key
 from ..store import Store
 from . import pods as pods_mod
@@ -57,7 +57,7 @@ def delete_namespace(state: LabState, store: Store, name: str) -> bool:
     """Delete a namespace and everything in it (deployments, pods, services, policies), as the API
     server's namespace controller does. False if neither it nor anything in it exists."""
     existed = store.delete(namespace_key(name))
-    for kv in store.list(f"{workloads.DEPLOYMENTS}{name}/")[0]:
+    for kv in store.list(f"{DEPLOYMENTS}{name}/")[0]:
         existed = workloads.delete_deployment(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
     for kv in store.list(f"{PODS}{name}/")[0]:
         existed = pods_mod.delete_pod(state, store, name, kv.key.rsplit("/", 1)[1]) or existed

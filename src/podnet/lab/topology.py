@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 from ..api import cluster
-from ..api.keys import NODES
+from ..api.keys import CONFIG, NODES
 from ..api.service import LB_POOL
 from ..kernel import netns as kns
 from ..store import open_store
@@ -63,8 +63,10 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         ip("-n", underlay, "link", "set", "br0", "up")
         if store_kind == "etcd":
             progress("store: etcd on the underlay")
-            server = EtcdServer(underlay, os.path.join(directory, "etcd"), ip=f"{UNDERLAY_NET}.1",
-                                supervised_state=os.path.join(directory, "etcd", "etcd.state.json")).start()
+            etcd_dir = os.path.join(directory, "etcd")
+            server = EtcdServer(underlay, etcd_dir, ip=f"{UNDERLAY_NET}.1", wrap=lambda argv: supervised(
+                argv, os.path.join(etcd_dir, "etcd.state.json"), os.path.join(etcd_dir, "etcd.log"), name="etcd",
+                backoff="1:30", reset_after=60)).start()
             state.etcd_pid = server.proc.pid
             state.store_url = server.url
         else:
@@ -73,7 +75,7 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         state.save()
         with store_context(state):
             store = open_store(state.store_url)
-            store.put("/podnet/config", cluster_config(backend))
+            store.put(CONFIG, cluster_config(backend))
             store.close()
         # One node after the other: each takes the next free subnet, so nodeN gets 10.244.N.0/24
         # (a predictable lab is easier to learn from; real agents race, and that is fine too).

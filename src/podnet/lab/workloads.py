@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import secrets
 
+from ..api.keys import DEPLOYMENTS
 from ..api.pod import parse_pod
-from ..api.service import allocate, release_all, service_key
+from ..api.service import service_key
+from ..apiserver.allocate import allocate, release_all
 from ..proxy import endpoints as ep_mod
 from ..store import Store
 from . import pods as pods_mod
 from .state import LabState
 
-DEPLOYMENTS = "/podnet/deployments/"
+
 
 
 def apply_service(store: Store, svc: dict) -> str:

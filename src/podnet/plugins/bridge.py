@@ -134,13 +134,6 @@ def ensure_gateway_address(nl: rtnl.Netlink, link: rtnl.Link, gw_cidr: str, forc
             raise CNIError(errors.INTERNAL, f"could not add IP address {gw_cidr} to {link.name!r}: {e.strerror}") from None
 
 
-def enable_forwarding(families: set[str]) -> None:
-    if "4" in families and sysctl.read("net/ipv4/ip_forward") != "1":
-        sysctl.write("net/ipv4/ip_forward", "1")
-    if "6" in families and sysctl.read("net/ipv6/conf/all/forwarding") != "1":
-        sysctl.write("net/ipv6/conf/all/forwarding", "1")
-
-
 def add(args: CmdArgs) -> dict:
     c = BridgeConf.load(args.conf)
     h = common.AddHandles(args.netns)
@@ -182,7 +175,7 @@ def add(args: CmdArgs) -> dict:
                 for ip in result["ips"]:
                     prefix = ipaddress.ip_interface(ip["address"]).network.prefixlen
                     ensure_gateway_address(nl, gw_link, f"{ip['gateway']}/{prefix}", c.force_address)
-                enable_forwarding({ip_family(ip["address"]) for ip in result["ips"]})
+                sysctl.enable_forwarding({ip_family(ip["address"]) for ip in result["ips"]})
             if c.ip_masq:
                 nft.run(nftrules.masq_add([ip["address"] for ip in result["ips"]],
                                           common.attachment_tag(args.conf["name"], args.container_id, args.ifname)))
@@ -250,29 +243,7 @@ def check(args: CmdArgs) -> None:
             raise CNIError(errors.INTERNAL, f"bridge {c.bridge!r} is missing or not a bridge")
         host_links = {l.name: l for l in nl.links()}
     ifaces = prev.get("interfaces") or []
-    cont_idx = next((i for i, x in enumerate(ifaces) if x.get("sandbox") and x.get("name") == args.ifname), None)
-    if cont_idx is None:
-        raise CNIError(errors.INTERNAL, f"prevResult has no interface {args.ifname!r} in a sandbox")
-    want = ifaces[cont_idx]
-    try:
-        with netns.entered(args.netns):
-            with rtnl.Netlink() as cnl:
-                link = cnl.link(args.ifname)
-                if link is None:
-                    raise CNIError(errors.INTERNAL, f"container interface {args.ifname!r} not found in {args.netns}")
-                if want.get("mac") and link.mac != want["mac"].lower():
-                    raise CNIError(errors.INTERNAL, f"interface {args.ifname} MAC {link.mac} differs from prevResult {want['mac']}")
-                have_addrs = {a.cidr for a in cnl.addresses(link.index)}
-                routes = cnl.routes()
-    except netns.NetnsNotFound as e:
-        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
-    for ip in prev.get("ips") or []:
-        if ip.get("interface") == cont_idx and str(ipaddress.ip_interface(ip["address"])) not in have_addrs:
-            raise CNIError(errors.INTERNAL, f"address {ip['address']} is not on {args.ifname}")
-    for r in prev.get("routes") or []:
-        dst = str(ipaddress.ip_network(r["dst"], strict=False))
-        if not any(str(ipaddress.ip_network(x.dst, strict=False)) == dst and (not r.get("gw") or x.gateway == r["gw"]) for x in routes):
-            raise CNIError(errors.INTERNAL, f"route {dst} via {r.get('gw', '-')} is missing in the container")
+    common.verify_container_iface(args, prev)
     peer = next((x for x in ifaces if not x.get("sandbox") and x.get("name") != c.bridge), None)
     if peer is not None:
         hl = host_links.get(peer["name"])

@@ -32,7 +32,9 @@ def ipam_exec(command: str, args: CmdArgs) -> dict | None:
         "CNI_ARGS": args.args,
         "CNI_PATH": args.path,
     })
-    result = call_json(path, env, args.stdin)
+    from .registry import in_process
+
+    result = call_json(path, env, args.stdin, resolve=in_process)
     if command == "ADD":
         if not result:
             raise CNIError(errors.INTERNAL, "IPAM plugin returned no result")
@@ -161,6 +163,38 @@ def delete_container_iface(netns_path: str, ifname: str) -> None:
                     cnl.delete_link(link.index)
     except netns.NetnsNotFound:
         pass  # the container is gone, and its veth with it
+
+
+def verify_container_iface(args: CmdArgs, prev: dict) -> int:
+    """CHECK's container half, shared by bridge and ptp: CNI_IFNAME exists in the container
+    with prevResult's MAC (when it gives one), every prevResult address of that interface, and
+    every prevResult route. The interface's index in prevResult."""
+    ifaces = prev.get("interfaces") or []
+    cont_idx = next((i for i, x in enumerate(ifaces) if x.get("sandbox") and x.get("name") == args.ifname), None)
+    if cont_idx is None:
+        raise CNIError(errors.INTERNAL, f"prevResult has no interface {args.ifname!r} in a sandbox")
+    want = ifaces[cont_idx]
+    try:
+        with netns.entered(args.netns):
+            with rtnl.Netlink() as cnl:
+                link = cnl.link(args.ifname)
+                if link is None:
+                    raise CNIError(errors.INTERNAL, f"container interface {args.ifname!r} not found in {args.netns}")
+                if want.get("mac") and link.mac != want["mac"].lower():
+                    raise CNIError(errors.INTERNAL, f"interface {args.ifname} MAC {link.mac} differs from prevResult {want['mac']}")
+                have_addrs = {a.cidr for a in cnl.addresses(link.index)}
+                routes = cnl.routes()
+    except netns.NetnsNotFound as e:
+        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
+    for ip in prev.get("ips") or []:
+        if ip.get("interface", cont_idx) == cont_idx and str(ipaddress.ip_interface(ip["address"])) not in have_addrs:
+            raise CNIError(errors.INTERNAL, f"address {ip['address']} is not on {args.ifname}")
+    for r in prev.get("routes") or []:
+        dst = str(ipaddress.ip_network(r["dst"], strict=False))
+        if not any(str(ipaddress.ip_network(x.dst, strict=False)) == dst and (not r.get("gw") or x.gateway == r["gw"])
+                   for x in routes):
+            raise CNIError(errors.INTERNAL, f"route {dst} via {r.get('gw', '-')} is missing in the container")
+    return cont_idx
 
 
 def gateway_for(ip: dict) -> str:

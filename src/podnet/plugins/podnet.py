@@ -11,7 +11,7 @@ import sys
 
 import _socket
 
-from ..cni import fastjson as json
+from .. import fastjson as json
 from ..cni.version import CURRENT, SUPPORTED
 
 DEFAULT_SOCKET = "/run/podnet/cni.sock"

@@ -14,9 +14,8 @@ from ..cni import errors, schema
 from ..cni.errors import CNIError
 from ..cni.skel import CmdArgs, Plugin, main as skel_main
 from ..cni.types import ip_family
-from ..kernel import netns, nft, rtnl
+from ..kernel import netns, nft, rtnl, sysctl
 from . import common, nftrules
-from .bridge import enable_forwarding
 
 
 def _load(conf: dict) -> tuple[bool, int]:
@@ -70,7 +69,7 @@ def add(args: CmdArgs) -> dict:
                 if e.errno != 17:
                     raise
             nl.add_route(f"{iface.ip}/{host_len}", "", host.index, scope=rtnl.RT_SCOPE_LINK, replace=True)
-        enable_forwarding({ip_family(ip["address"]) for ip in result["ips"]})
+        sysctl.enable_forwarding({ip_family(ip["address"]) for ip in result["ips"]})
         if masq:
             nft.run(nftrules.masq_add([ip["address"] for ip in result["ips"]], tag))
         result["interfaces"] = [
@@ -102,18 +101,7 @@ def check(args: CmdArgs) -> None:
     if prev is None:
         raise CNIError(errors.INTERNAL, "Required prevResult missing")
     common.ipam_exec("CHECK", args)
-    try:
-        with netns.entered(args.netns):
-            with rtnl.Netlink() as cnl:
-                link = cnl.link(args.ifname)
-                if link is None:
-                    raise CNIError(errors.INTERNAL, f"container interface {args.ifname!r} not found")
-                have = {a.cidr for a in cnl.addresses(link.index)}
-    except netns.NetnsNotFound as e:
-        raise CNIError(errors.UNKNOWN_CONTAINER, f"failed to open netns {args.netns!r}", str(e)) from None
-    for ip in prev.get("ips") or []:
-        if str(ipaddress.ip_interface(ip["address"])) not in have:
-            raise CNIError(errors.INTERNAL, f"address {ip['address']} is not on {args.ifname}")
+    common.verify_container_iface(args, prev)
 
 
 PLUGIN = Plugin(name="ptp", add=add, delete=delete, check=check,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
-SLICES = "/podnet/endpointslices/"
+from ..api.keys import ENDPOINT_SLICES
+
+
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -86,7 +88,7 @@ def compute(svc: dict, pods: list[dict]) -> dict | None:
 
 
 def key(namespace: str, name: str) -> str:
-    return f"{SLICES}{namespace}/{name}"
+    return f"{ENDPOINT_SLICES}{namespace}/{name}"
 
 
 def dumps(obj: dict) -> str:

@@ -10,15 +10,15 @@ import time
 
 class EtcdServer:
     def __init__(self, netns: str, data_dir: str, ip: str = "127.0.0.1", port: int = 2379, log_path: str = "",
-                 supervised_state: str = "") -> None:
-        """`supervised_state`: run etcd under a supervisor (restarted when it dies) that keeps
-        its status there; `proc` is then the supervisor."""
+                 wrap=None) -> None:
+        """`wrap(argv) -> argv`: run etcd through another program, such as a supervisor that
+        restarts it (which then owns the log); `proc` is then that program."""
         self.netns = netns
         self.data_dir = data_dir
         self.ip = ip
         self.port = port
         self.log_path = log_path or os.path.join(data_dir, "etcd.log")
-        self.supervised_state = supervised_state
+        self.wrap = wrap
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -36,11 +36,8 @@ class EtcdServer:
                 "--listen-peer-urls", f"http://127.0.0.1:{self.port + 1}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.port + 1}",
                 "--initial-cluster", f"podnet=http://127.0.0.1:{self.port + 1}"]
-        if self.supervised_state:
-            from ..runtime.supervisor import command
-
-            argv = argv[:4] + command(argv[4:], self.supervised_state, self.log_path, name="etcd", backoff="1:30",
-                                      reset_after=60)
+        if self.wrap is not None:
+            argv = argv[:4] + self.wrap(argv[4:])
             self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         else:
             log = open(self.log_path, "ab")

@@ -1,4 +1,4 @@
-"""JSON for plugin executables without importing `json`.
+"""JSON without importing `json`, for code on the plugin hot path (CNI, netlink, nftables).
 
 `import json` pulls in `re`, `enum`, `functools` and `collections` (about 11 ms here) because
 its pure-Python decoder and encoder use regular expressions. The C accelerator `_json` needs

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from podnet.cni import fastjson
+from podnet import fastjson
 
 DOCS = [{"a": [1, 2.5, {"b": None, "c": True, "d": False}], "s": "é\"\n\t", "e": {}, "l": []}, [], "x", 3, -1.5e10]
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from podnet.cni.install import PLUGINS
+from podnet.plugins.registry import PLUGINS
 from podnet.cni.invoke import podnet_plugin_name
 
 
@@ -32,3 +32,16 @@ def test_python_environment_variables_cannot_hijack_a_plugin(ours, tmp_path):
     (tmp_path / "podnet" / "__init__.py").write_text("raise SystemExit(42)\n")
     env = {"CNI_COMMAND": "VERSION", "PYTHONPATH": str(tmp_path), "PYTHONSTARTUP": str(tmp_path / "x.py")}
     assert subprocess.run([os.path.join(ours, "loopback")], env=env, capture_output=True).returncode == 0
+
+
+def test_host_local_runs_in_process_only_when_asked(ours):
+    """The invoker knows no plugin: without a resolver it always executes the file."""
+    from podnet.cni.invoke import call
+    from podnet.plugins.registry import in_process
+
+    env = {"CNI_COMMAND": "VERSION", "PATH": os.environ["PATH"]}
+    path = os.path.join(ours, "host-local")
+    assert in_process("host-local") is not None and in_process("bridge") is None
+    executed = call(path, env, b"")
+    in_proc = call(path, env, b"", resolve=in_process)
+    assert executed[0] == in_proc[0] == 0 and json.loads(executed[1]) == json.loads(in_proc[1])
