@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from podnet.agent import survive
+from podnet.proxy import endpoints as ep_mod
 from podnet.agent.cniserver import answer as cni_answer
 from podnet.api import stored
 from podnet.api.deployment import parse_deployment
@@ -213,7 +214,7 @@ bad_values = st.one_of(st.text(max_size=30), json_values.map(json.dumps), mutate
 def test_the_agent_serves_the_good_objects_around_corrupt_ones(bad):
     services, _ = stored.decode_all(_kvs([GOOD_SVC, *bad]))
     pods, _ = stored.decode_all(_kvs([GOOD_POD, *bad]))
-    slices, _ = survive.endpoint_slices(services, pods)
+    slices, _ = ep_mod.compute_all(services, pods)
     model, _ = survive.proxy_model(services, slices, "node1", "10.244.0.0/16")
     assert "10.96.0.50" in repr(model.maps)  # the good service is still served
     policies, _ = stored.decode_all(_kvs([GOOD_POLICY, *bad]))

@@ -92,7 +92,7 @@ class Cluster:
                               capture_output=True, text=True, timeout=30)
 
     def received(self, pod: dict) -> list[str]:
-        with open(self.state.pod_log("default", pod["metadata"]["name"])) as f:
+        with open(pod["metadata"]["annotations"]["podnet.io/log"]) as f:
             return [line.split(" ", 1)[1].strip() for line in f if " " in line]
 
     def node_status(self, node: str) -> dict:
@@ -231,6 +231,9 @@ def test_a_35s_etcd_stall_leaves_agents_up_and_the_datapath_unchanged(make_lab, 
     manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late"},
                                     "spec": {"nodeName": "node1", "containers": [{"name": "c", "command": [
                                         sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]}]}}))
+    pod_netns = lambda: {n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,  # noqa: E731
+                                                   text=True).stdout.split() if n.startswith(f"pn-{st.name}-p-")}
+    netns_before = pod_netns()
     os.kill(etcd, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
@@ -240,8 +243,7 @@ def test_a_35s_etcd_stall_leaves_agents_up_and_the_datapath_unchanged(make_lab, 
         assert "Traceback" not in late.stderr, late.stderr
         if late.returncode != 0:
             assert "datastore is unavailable" in late.stderr and "no answer within" in late.stderr, late.stderr
-            netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-            assert st.pod_netns("default", "late") not in netns
+            assert pod_netns() == netns_before
         while time.monotonic() - t0 < 35:
             assert _echo(f, "stalled"), "the datapath changed while etcd was stopped"
             time.sleep(3)

@@ -27,7 +27,6 @@ from ..api import cluster, keys, stored
 from ..api.errors import ValidationError
 from ..plugins.registry import install
 from ..kernel import nft, rtnl
-from ..proxy import endpoints as ep_mod
 from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..proxy import render as proxy
@@ -259,24 +258,22 @@ class Agent:
             self.masq_table.apply(render.masquerade_rules(str(self.cfg.network)), check_kernel=self.full_sync)
 
     def sync_services(self) -> None:
-        """EndpointSlices for every service (written only when they differ), then the proxy
-        ruleset (one transaction; nothing at all when nothing changed)."""
+        """The proxy ruleset from Services and their EndpointSlices (which the controller
+        manager computes), in one transaction; nothing at all when nothing changed."""
         services, bad = stored.decode_all(self.store.list(keys.SERVICES)[0])
-        pods, bad_pods = stored.decode_all(self.store.list(keys.PODS)[0])
-        slices, skipped = survive.endpoint_slices(services, pods)
-        wanted_keys = set()
-        for (ns, name), computed in slices.items():
-            key = ep_mod.key(ns, name)
-            wanted_keys.add(key)
-            text = ep_mod.dumps(computed)
-            current = self.store.get(key)
-            if current is None or current.value != text:
-                self.store.cas(key, text, current.mod_revision if current else 0)  # losing the race is fine
+        slices: dict[tuple[str, str], dict] = {}
         for kv in self.store.list(keys.ENDPOINT_SLICES)[0]:
-            if kv.key not in wanted_keys:
-                self.store.delete(kv.key, kv.mod_revision)
+            ns, _, name = kv.key[len(keys.ENDPOINT_SLICES):].partition("/")
+            try:
+                obj = json.loads(kv.value)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("items"), list) and name:
+                slices[(ns, name)] = obj
+            else:
+                bad.append(kv.key)
         model, culprits = survive.proxy_model(services, slices, self.node, str(self.cfg.network))
-        self.report_skipped("services", bad + bad_pods + skipped + culprits)
+        self.report_skipped("services", bad + culprits)
         if self._proxy_model is None:
             if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
                 nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
@@ -353,9 +350,7 @@ class Agent:
                 self.pending.add("config")
             if any(e.key.startswith(leases.PREFIX) for e in events):
                 self.pending.add("routes")
-            # not /podnet/endpointslices/: this agent computes those itself from services and pods,
-            # so their events are only its own (or another agent's identical) writes echoing back
-            if any(e.key.startswith((keys.SERVICES, keys.PODS)) for e in events):
+            if any(e.key.startswith((keys.SERVICES, keys.ENDPOINT_SLICES)) for e in events):
                 self.pending.add("services")
             if any(e.key.startswith(policy_world.WATCHED) for e in events):
                 self.pending.add("policy")

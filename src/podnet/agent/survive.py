@@ -12,34 +12,7 @@ from ..api import stored
 from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..policy.evaluate import World
-from ..proxy import endpoints as ep_mod
 from ..proxy import render as proxy
-
-
-def endpoint_slices(services: list[dict], pods: list[dict]) -> tuple[dict[tuple[str, str], dict], list[str]]:
-    """EndpointSlice lists per (namespace, name), and what was skipped."""
-    skipped: list[str] = []
-    slices: dict[tuple[str, str], dict] = {}
-    for svc in services:
-        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-        try:
-            computed = ep_mod.compute(svc, pods)
-        except Exception:  # noqa: BLE001 - a malformed pod or service: find it, skip it
-            try:
-                ep_mod.compute(svc, [])
-            except Exception:  # noqa: BLE001 - the service itself
-                skipped.append(f"service {ns}/{name}")
-                continue
-            pods, culprits = stored.partition(pods, lambda p, svc=svc: ep_mod.compute(svc, [p]))
-            skipped += [f"pod {stored.ident(p)}" for p in culprits]
-            try:
-                computed = ep_mod.compute(svc, pods)
-            except Exception:  # noqa: BLE001
-                skipped.append(f"service {ns}/{name}")
-                continue
-        if computed is not None:
-            slices[(ns, name)] = computed
-    return slices, skipped
 
 
 def proxy_model(services: list[dict], slices: dict, node: str, cluster: str) -> tuple[proxy.Model, list[str]]:

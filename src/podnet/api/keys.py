@@ -6,6 +6,7 @@ ROOT = "/podnet/"                      # watch this to see every change
 CONFIG = "/podnet/config"              # the cluster network (flannel's net-conf.json)
 SUBNETS = "/podnet/subnets/"           # <a.b.c.d>-<len>: a node's subnet lease
 ALLOCATIONS = "/podnet/allocations/"   # <kind>/<value>: ClusterIPs, NodePorts, LB IPs, each held by one service
+LEADERS = "/podnet/leader/"            # <component>: who acts, under a store lease
 
 PODS = "/podnet/pods/"
 SERVICES = "/podnet/services/"

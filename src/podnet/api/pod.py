@@ -38,6 +38,17 @@ class Pod:
     def key(self) -> str:
         return f"{PODS}{self.namespace}/{self.name}"
 
+    def to_object(self) -> dict:
+        """The Pod as it is stored: the validated spec as written (nodeName, restartPolicy, ...
+        included), no status yet (the kubelet writes it)."""
+        meta = {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)}
+        annotations = (self.raw.get("metadata") or {}).get("annotations")
+        if isinstance(annotations, dict) and annotations and all(isinstance(v, str) for v in annotations.values()):
+            meta["annotations"] = {k: v for k, v in annotations.items() if not str(k).startswith("podnet.io/")}
+        spec = dict(self.raw.get("spec") or {})
+        spec["restartPolicy"] = self.restart_policy
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
 
 def check_name(value: object, field_: str, source: str, pattern=DNS_SUBDOMAIN, limit: int = 253) -> str:
     if not isinstance(value, str) or not value:
@@ -146,3 +157,13 @@ def parse_pod(doc: dict, source: str, default_namespace: str = "default") -> Pod
     if restart not in RESTART_POLICIES:
         raise ValidationError("spec.restartPolicy", f"must be one of {', '.join(RESTART_POLICIES)}, not {restart!r}", source)
     return Pod(name, namespace, labels, node_name, containers, doc, restart)
+
+
+def is_ready(pod: dict) -> bool:
+    """Ready to serve, as endpoints see it: the kubelet reports the Ready condition True, the
+    pod has an IP and is not being deleted."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    return bool(status.get("podIP")) and any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+                                             for c in status.get("conditions") or [])

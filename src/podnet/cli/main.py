@@ -7,11 +7,13 @@ import click
 from .. import __version__
 from ..demo import demo
 from .agent import agent
+from .controllers import controller_manager
+from .kubelet import kubelet
 from .cni import cni
 from .dns import dns
 from .lab import lab
 from .probe import probe
-from .resources import apply, delete, exec_, get, label, logs, scale
+from .resources import apply, delete, exec_, get, label, logs, scale, wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,9 +35,11 @@ def cli() -> None:
 cli.add_command(cni)
 cli.add_command(demo)
 cli.add_command(agent)
+cli.add_command(kubelet)
+cli.add_command(controller_manager)
 cli.add_command(lab)
 cli.add_command(dns)
-for command in (apply, delete, get, exec_, logs, scale, label, probe):
+for command in (apply, delete, get, exec_, logs, scale, label, wait, probe):
     cli.add_command(command)
 
 

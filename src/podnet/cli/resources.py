@@ -1,8 +1,13 @@
-"""kubectl-like verbs on the lab's API objects: apply, delete, get, exec, logs."""
+"""kubectl-like verbs on API objects: apply, delete, get, label, scale, wait, exec, logs.
+
+Every verb loops over the kinds registry (`podnet.api.kinds`) and writes through the API
+server (`podnet.apiserver`): `apply` only writes objects (the kubelet of the node a pod is
+scheduled on starts it; the controller manager makes a Deployment's pods), and `wait` is how
+to know when something is ready.
+"""
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import json
 import os
@@ -13,19 +18,14 @@ import time
 import click
 import yaml
 
-from ..api import stored
+from ..api import kinds, stored
 from ..api.errors import ValidationError
+from ..api.keys import ENDPOINT_SLICES
 from ..api.manifest import load_file
-from ..api.deployment import parse_deployment
-from ..api.networkpolicy import parse_namespace, parse_network_policy
-from ..api.pod import Pod, check_labels, parse_pod
-from ..api.service import parse_service
-from ..lab import pods as pods_mod
-from ..lab import policies, workloads
+from ..api.pod import check_labels
+from ..apiserver import objects
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
-from ..api.keys import DEPLOYMENTS, ENDPOINT_SLICES, NETWORK_POLICIES, NODES, PODS, SERVICES
-from ..policy.world import namespace_key
 from ..store import StoreError, open_store
 
 
@@ -43,40 +43,28 @@ def lab_store():
             store.close()
 
 
-KINDS = {"pod": "Pod", "pods": "Pod", "po": "Pod", "service": "Service", "services": "Service", "svc": "Service",
-         "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
-         "networkpolicy": "NetworkPolicy", "networkpolicies": "NetworkPolicy", "netpol": "NetworkPolicy",
-         "namespace": "Namespace", "namespaces": "Namespace", "ns": "Namespace"}
-SUPPORTED = "Pod, Service, Deployment, NetworkPolicy, Namespace"
+def _kind(word: str, writable: bool = False) -> kinds.Kind:
+    kind = kinds.lookup(word)
+    if kind is None or (writable and not kind.writable):
+        choices = ", ".join(k.singular for k in kinds.KINDS if k.writable or not writable)
+        raise click.ClickException(f'the server doesn\'t have a resource type "{word}" (known: {choices})')
+    return kind
 
 
-def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object]]:
-    """Every document of every file as (kind, parsed object), validated before anything is applied."""
-    out: list[tuple[str, object]] = []
+def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[kinds.Kind, dict]]:
+    """Every document of every file as (kind, stored object), all validated before anything is written."""
+    out: list[tuple[kinds.Kind, dict]] = []
     seen = set()
     for path in files:
         for i, doc in enumerate(load_file(path)):
             where = f"{path} (document {i + 1})"
-            kind = doc.get("kind")
-            if kind == "Pod":
-                obj = parse_pod(doc, where, namespace)
-                ident = (kind, obj.namespace, obj.name)
-            elif kind == "Service":
-                obj = parse_service(doc, where, namespace)
-                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            elif kind == "Deployment":
-                obj = parse_deployment(doc, where, namespace)
-                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            elif kind == "NetworkPolicy":
-                obj = parse_network_policy(doc, where, namespace)
-                ident = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            elif kind == "Namespace":
-                obj = parse_namespace(doc, where)
-                ident = (kind, "", obj["metadata"]["name"])
-            else:
-                raise ValidationError("kind", f"{kind!r} is not supported (supported: {SUPPORTED})", where)
+            kind = kinds.BY_KIND.get(doc.get("kind")) if isinstance(doc.get("kind"), str) else None
+            if kind is None or not kind.writable:
+                raise ValidationError("kind", f"{doc.get('kind')!r} is not supported (supported: {kinds.WRITABLE})", where)
+            obj = kind.parse(doc, where, namespace)
+            ident = (kind.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
             if ident in seen:
-                raise ValidationError("metadata.name", f"{kind} {ident[1]}/{ident[2]} appears twice", where)
+                raise ValidationError("metadata.name", f"{kind.kind} {ident[1]}/{ident[2]} appears twice", where)
             seen.add(ident)
             out.append((kind, obj))
     return out
@@ -86,119 +74,116 @@ def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[str, object
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifest file (YAML or JSON; '-' for stdin).")
 @click.option("-n", "--namespace", default="default", show_default=True)
 def apply(files: tuple[str, ...], namespace: str) -> None:
-    """Create or update Pods, Services, Deployments, NetworkPolicies and Namespaces. All documents
-    are checked first: one bad document means nothing is applied. Namespaces come first, then
-    services and policies, then pods: pods see the services in their environment, and start
-    already isolated by the policies that select them."""
+    """Create or update objects (Pod, Service, Deployment, NetworkPolicy, Namespace). All
+    documents are checked first: one bad document means nothing is applied. Namespaces come
+    first, then services and policies, then deployments and pods: pods see the services in their
+    environment, and start already isolated by the policies that select them.
+
+    \b
+    apply returns once the objects are stored; the kubelet then starts the pods. To wait:
+      podnet wait --for=condition=Ready pod/web --timeout 60s"""
     try:
         wanted = _parse_all(files, namespace)
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
     if not wanted:
         raise click.ClickException("no objects passed to apply")
-    order = {"Namespace": 0, "Service": 1, "NetworkPolicy": 1, "Deployment": 2, "Pod": 2}
-    wanted.sort(key=lambda kv: order[kv[0]])
-    with lab_store() as (state, store):
-        for kind, obj in wanted:
-            if kind == "Pod" and obj.node_name:
-                try:
-                    state.node(obj.node_name)
-                except LabError as e:
-                    raise click.ClickException(f"{obj.namespace}/{obj.name}: spec.nodeName: {e}") from None
+    wanted.sort(key=lambda ko: ko[0].rank)
+    creating = frozenset(obj["metadata"]["name"] for kind, obj in wanted if kind.kind == "Namespace")
+    with lab_store() as (_state, store):
         failed = False
-        created_namespaces = {obj["metadata"]["name"] for kind, obj in wanted if kind == "Namespace"}
         for kind, obj in wanted:
-            ns = obj.namespace if kind == "Pod" else obj["metadata"].get("namespace")
-            if ns and ns not in created_namespaces and not policies.namespace_exists(store, ns):
-                click.echo(f'Error from server (NotFound): namespaces "{ns}" not found', err=True)
-                failed = True
-                continue
+            name = obj["metadata"]["name"]
             try:
-                if kind == "Service":
-                    click.echo(f"service/{obj['metadata']['name']} {workloads.apply_service(store, obj)}")
-                elif kind == "Deployment":
-                    click.echo(f"deployment.apps/{obj['metadata']['name']} {workloads.apply_deployment(state, store, obj)}")
-                elif kind == "NetworkPolicy":
-                    click.echo(f"networkpolicy.networking.k8s.io/{obj['metadata']['name']} "
-                               f"{policies.apply_network_policy(store, obj)}")
-                elif kind == "Namespace":
-                    click.echo(f"namespace/{obj['metadata']['name']} {policies.apply_namespace(store, obj)}")
-                else:
-                    click.echo(f"pod/{obj.name} {_apply_pod(state, store, obj)}")
+                click.echo(f"{kind.qualified}/{name} {objects.apply(store, obj, creating)}")
+            except objects.NotFound as e:
+                click.echo(f"Error from server (NotFound): {e}", err=True)
+                failed = True
             except ValidationError as e:
-                click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
+                click.echo(f"Error from server (Invalid): {kind.qualified}/{name}: {e}", err=True)
                 failed = True
             except StoreError as e:
-                name = obj.name if kind == "Pod" else obj["metadata"]["name"]
-                click.echo(f"Error: {kind.lower()}/{name}: the datastore is unavailable: {e}", err=True)
+                click.echo(f"Error: {kind.singular}/{name}: the datastore is unavailable: {e}", err=True)
                 failed = True
             except Exception as e:  # noqa: BLE001 - report, keep going with the others, exit 1
-                click.echo(f"Error from server: {kind.lower()}: {e}", err=True)
+                click.echo(f"Error from server: {kind.singular}/{name}: {e}", err=True)
                 failed = True
         if failed:
             sys.exit(1)
 
 
-def _apply_pod(state, store, pod: Pod) -> str:
-    current = pods_mod.get_pod(store, pod.namespace, pod.name)
-    if current is None:
-        pods_mod.create_pod(state, store, pod)
-        return "created"
-    if current["metadata"].get("labels", {}) == pod.labels:
-        return "unchanged"
-    current["metadata"]["labels"] = pod.labels
-    store.put(pod.key, json.dumps(current))
-    return "configured"
-
-
 @click.command("delete")
 @click.option("-f", "--filename", "files", multiple=True, help="Delete what a manifest describes.")
 @click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deleted pods are gone.")
+@click.option("--timeout", default=60.0, show_default=True, help="How long --wait waits (seconds).")
+@click.option("--force", is_flag=True, help="Remove pods from the store at once (their kubelet cleans up afterwards).")
+@click.option("--grace-period", default=30, show_default=True, help="Seconds a pod's processes get between SIGTERM and SIGKILL.")
 @click.argument("target", nargs=-1)
-def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> None:
-    """Delete objects: `podnet delete -f FILE` or `podnet delete pod|svc|deploy|netpol|ns NAME...`.
-    Deleting a namespace deletes everything in it."""
-    names: list[tuple[str, str, str]] = []
+def delete(files: tuple[str, ...], namespace: str, wait: bool, timeout: float, force: bool, grace_period: int,
+           target: tuple[str, ...]) -> None:
+    """Delete objects: `podnet delete -f FILE` or `podnet delete KIND NAME...` (also KIND/NAME).
+    A pod is stopped by its node's kubelet (SIGTERM, then SIGKILL after the grace period);
+    deleting a deployment or a namespace deletes its pods, or everything in it."""
+    names: list[tuple[kinds.Kind, str, str]] = []
     try:
         for kind, obj in _parse_all(files, namespace) if files else []:
-            if kind == "Pod":
-                names.append((kind, obj.namespace, obj.name))
-            else:
-                names.append((kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+            names.append((kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
-    if target:
-        kind_word, *rest = target
-        if kind_word not in KINDS:
-            raise click.ClickException(f"cannot delete {kind_word!r}: use pod, service, deployment, networkpolicy or namespace")
-        names += [(KINDS[kind_word], "" if KINDS[kind_word] == "Namespace" else namespace, n) for n in rest]
-    protected = [n for kind, _, n in names if kind == "Namespace" and n in policies.SYSTEM_NAMESPACES]
-    if protected:
-        raise click.ClickException(f'namespace "{protected[0]}" is a system namespace and cannot be deleted')
+    args = list(target)
+    while args:
+        word = args.pop(0)
+        if "/" in word:
+            kind_word, _, name = word.partition("/")
+            kind = _kind(kind_word, writable=True)
+            names.append((kind, namespace if kind.namespaced else "", name))
+            continue
+        kind = _kind(word, writable=True)
+        if not args:
+            raise click.ClickException(f"give the name of the {kind.singular} to delete")
+        names += [(kind, namespace if kind.namespaced else "", n) for n in args]
+        args = []
     if not names:
-        raise click.ClickException("no objects passed to delete" if files else "nothing to delete: give -f FILE or `pod NAME`")
-    with lab_store() as (state, store):
+        raise click.ClickException("no objects passed to delete" if files else "nothing to delete: give -f FILE or KIND NAME")
+    with lab_store() as (_state, store):
         missing = False
+        waiting = []
         for kind, ns, name in names:
-            if kind == "Pod":
-                ok = pods_mod.delete_pod(state, store, ns, name)
-            elif kind == "Service":
-                ok = workloads.delete_service(store, ns, name)
-            elif kind == "NetworkPolicy":
-                ok = policies.delete_network_policy(store, ns, name)
-            elif kind == "Namespace":
-                ok = policies.delete_namespace(state, store, name)
-            else:
-                ok = workloads.delete_deployment(state, store, ns, name)
-            plural = {"Pod": "pods", "Service": "services", "Deployment": "deployments.apps",
-                      "NetworkPolicy": "networkpolicies.networking.k8s.io", "Namespace": "namespaces"}[kind]
+            pods = _pods_going_with(store, kind, ns, name)
+            try:
+                ok = objects.delete(store, kind, ns, name, grace=grace_period, force=force)
+            except ValidationError as e:
+                raise click.ClickException(e.problem) from None
             if ok:
-                click.echo(f'{kind.lower()} "{name}" deleted')
+                click.echo(f'{kind.singular} "{name}" deleted')
+                waiting += pods
             else:
-                click.echo(f'Error from server (NotFound): {plural} "{name}" not found', err=True)
+                click.echo(f'Error from server (NotFound): {kind.plural} "{name}" not found', err=True)
                 missing = True
+        if wait and waiting:
+            deadline = time.monotonic() + timeout
+            while waiting and time.monotonic() < deadline:
+                waiting = [(ns, n) for ns, n in waiting if objects.get(store, kinds.BY_KIND["Pod"], ns, n) is not None]
+                time.sleep(0.05)
+            if waiting:
+                raise click.ClickException(f"timed out waiting for pods to go: {', '.join(n for _, n in waiting)} "
+                                           "(is their node's kubelet running? --force removes them now)")
         if missing:
             sys.exit(1)
+
+
+def _pods_going_with(store, kind: kinds.Kind, namespace: str, name: str) -> list[tuple[str, str]]:
+    """The pods a deletion stops: the pod itself, a deployment's, or everything in a namespace."""
+    if kind.kind == "Pod":
+        return [(namespace, name)]
+    if kind.kind == "Deployment":
+        pods = objects.owned_pods(store, namespace, name)
+    elif kind.kind == "Namespace":
+        pods = objects.list_objects(store, kinds.BY_KIND["Pod"], name)[0]
+    else:
+        return []
+    return [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods]
 
 
 @click.command("scale")
@@ -207,13 +192,22 @@ def delete(files: tuple[str, ...], namespace: str, target: tuple[str, ...]) -> N
 @click.option("-n", "--namespace", default="default", show_default=True)
 def scale(target: str, replicas: int, namespace: str) -> None:
     """Set a deployment's replicas: podnet scale deployment/web --replicas 5"""
-    kind, _, name = target.partition("/")
-    if kind not in ("deployment", "deploy", "deployments") or not name:
+    kind_word, _, name = target.partition("/")
+    if _kind(kind_word).kind != "Deployment" or not name:
         raise click.ClickException("give deployment/NAME")
-    with lab_store() as (state, store):
-        if not workloads.scale(state, store, namespace, name, replicas):
-            raise click.ClickException(f'deployments.apps "{name}" not found')
+    with lab_store() as (_state, store):
+        try:
+            objects.scale(store, namespace, name, replicas)
+        except objects.NotFound as e:
+            raise click.ClickException(str(e)) from None
         click.echo(f"deployment.apps/{name} scaled")
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
 def _decoded(kvs, namespaced: bool = True) -> list[dict]:
@@ -224,178 +218,142 @@ def _decoded(kvs, namespaced: bool = True) -> list[dict]:
     return objs
 
 
-def _json_or_empty(kv) -> dict:
-    try:
-        obj = json.loads(kv.value)
-    except ValueError:
-        obj = None
-    if not isinstance(obj, dict):
-        click.echo(f"warning: skipping {kv.key}: not a JSON object", err=True)
-        return {}
-    return obj
+def _endpoints(kvs) -> list[dict]:
+    """One object per service, its slices together (how `get endpoints` shows them)."""
+    out = []
+    for kv in kvs:
+        try:
+            obj = json.loads(kv.value)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            click.echo(f"warning: skipping {kv.key}: not a JSON object", err=True)
+            continue
+        ns, _, name = kv.key[len(ENDPOINT_SLICES):].partition("/")
+        out.append({"apiVersion": "v1", "kind": "EndpointSliceList", "metadata": {"namespace": ns, "name": name},
+                    "items": obj.get("items", [])})
+    return out
 
 
-def _epoch(ts: str) -> float:
-    """Seconds since the epoch of an API timestamp (UTC, RFC 3339 with a Z)."""
-    return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
+def _items(store, kind: kinds.Kind, namespace: str, all_namespaces: bool) -> list[dict]:
+    if kind.kind == "Namespace":
+        from ..lab.policies import list_namespaces
+
+        return list_namespaces(store)
+    prefix = kind.prefix if all_namespaces or not kind.namespaced else f"{kind.prefix}{namespace}/"
+    kvs, _ = store.list(prefix)
+    return _endpoints(kvs) if kind.kind == "Endpoints" else _decoded(kvs, kind.namespaced)
 
 
-def _age(ts: str) -> str:
-    try:
-        secs = int(time.time() - _epoch(ts))
-    except (ValueError, TypeError):
-        return "<unknown>"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= size:
-            return f"{secs // size}{unit}"
-    return f"{max(secs, 0)}s"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
-def _select(items: list[dict], names: tuple[str, ...], kind: str) -> list[dict]:
+def _select(items: list[dict], names: tuple[str, ...], kind: kinds.Kind) -> list[dict]:
     if not names:
         return items
     found = {i["metadata"]["name"]: i for i in items}
     missing = [n for n in names if n not in found]
     if missing:
-        raise click.ClickException(f'{kind}s "{missing[0]}" not found')
+        raise click.ClickException(f'{kind.plural} "{missing[0]}" not found')
     return [found[n] for n in names]
 
 
-def _emit(items: list[dict], output: str, single: bool, kind: str) -> bool:
-    """json/yaml/name output; False when a table is wanted instead."""
-    if output == "name":
-        click.echo("\n".join(f"{kind}/{i['metadata']['name']}" for i in items))
-        return True
-    if output in ("json", "yaml"):
-        doc = items[0] if single else {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
-        click.echo(json.dumps(doc, indent=4) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
-        return True
-    return False
-
-
-def _node_ready(node: dict) -> bool:
-    for c in node.get("status", {}).get("conditions", []):
-        if c.get("type") == "Ready":
-            try:
-                beat = _epoch(c["lastHeartbeatTime"])
-            except (KeyError, ValueError, TypeError):
+def _selector_matches(selector: str, labels: dict) -> bool:
+    """kubectl's -l: `k=v`, `k!=v`, `k` (exists), `!k`, comma-separated (all must hold)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
                 return False
-            return c.get("status") == "True" and time.time() - beat < 30
-    return False
+        elif "=" in term:
+            k, v = term.split("=", 1)
+            if labels.get(k.strip().rstrip("=")) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
 
 
 @click.command("get")
-@click.argument("kind", type=click.Choice(["nodes", "node", "no", "pods", "pod", "po", "services", "service", "svc",
-                                          "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy",
-                                          "networkpolicies", "networkpolicy", "netpol", "namespaces", "namespace", "ns"]))
+@click.argument("kind_word", metavar="KIND")
 @click.argument("names", nargs=-1)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", type=click.Choice(["wide", "json", "yaml", "name"]), default=None)
-@click.option("--show-labels", is_flag=True, help="Add a LABELS column (pods, namespaces).")
-def get(kind: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None,
+@click.option("-l", "--selector", default="", help="Only objects with these labels: k=v,k!=v,k,!k.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
+def get(kind_word: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None, selector: str,
         show_labels: bool) -> None:
-    """List nodes, pods, services, endpoints, deployments, networkpolicies or namespaces
-    (`-o wide`, `-o json|yaml`, `--show-labels`)."""
+    """List objects of one kind: nodes, pods, services, endpoints, deployments, networkpolicies
+    or namespaces (and their short names: no, po, svc, ep, deploy, netpol, ns). `-o wide`,
+    `-o json|yaml|name`, `-l`, `--show-labels`, `-A` as in kubectl."""
+    kind = _kind(kind_word)
     with lab_store() as (state, store):
-        if kind in ("namespaces", "namespace", "ns"):
-            _get_namespaces(store, names, output, show_labels)
+        items = _select(_items(store, kind, namespace, all_namespaces), names, kind)
+        if selector:
+            items = [i for i in items if _selector_matches(selector, i["metadata"].get("labels") or {})]
+        if output == "name":
+            click.echo("\n".join(f"{kind.qualified}/{i['metadata']['name']}" for i in items))
             return
-        if kind in ("services", "service", "svc", "endpoints", "ep", "endpointslices", "deployments", "deployment", "deploy",
-                    "networkpolicies", "networkpolicy", "netpol"):
-            _get_other(state, store, kind, names, namespace, all_namespaces, output)
+        if output in ("json", "yaml"):
+            doc = items[0] if len(names) == 1 else {"apiVersion": "v1", "kind": "List", "items": items,
+                                                    "metadata": {"resourceVersion": ""}}
+            click.echo(json.dumps(doc, indent=4) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip())
             return
-        if kind in ("nodes", "node", "no"):
-            kvs, _ = store.list(NODES)
-            items = _select(_decoded(kvs, namespaced=False), names, "node")
-            if _emit(items, output or "", len(names) == 1, "node"):
-                return
-            headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
-            if output == "wide":
-                headers += ["INTERNAL-IP", "POD-CIDR", "BACKEND", "AGENT", "SPOOFED"]
-            rows = []
-            for n in items:
-                row = [n["metadata"]["name"], "Ready" if _node_ready(n) else "NotReady", "<none>",
-                       _age(n["metadata"].get("creationTimestamp", "")), "podnet"]
-                if output == "wide":
-                    extra = n["status"].get("podnet", {})
-                    ipaddr = next((a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"), "")
-                    row += [ipaddr, n["spec"].get("podCIDR", ""), extra.get("backend", ""),
-                            _agent_text(state, n["metadata"]["name"]), str(sum((extra.get("spoofedPackets") or {}).values()))]
-                rows.append(row)
-            click.echo(_table(headers, rows) if rows else "No resources found")
-            return
-        items = _select(pods_mod.list_pods(state, store, namespace, all_namespaces), names, "pod")
-        if _emit(items, output or "", len(names) == 1, "pod"):
-            return
-        headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-        if output == "wide":
-            headers += ["IP", "NODE"]
+        all_ns = all_namespaces and kind.namespaced
+        columns = list(kind.columns) + (list(kind.wide) if output == "wide" else [])
+        headers = (["NAMESPACE"] if all_ns else []) + [c.header for c in columns]
+        extra = _lab_node_columns(state) if kind.kind == "Node" and output == "wide" else []
+        headers += [h for h, _ in extra]
         if show_labels:
             headers.append("LABELS")
         rows = []
-        for p in items:
-            statuses = p["status"].get("containerStatuses", [])
-            ready = sum(1 for c in statuses if c.get("ready"))
-            total = len(p["spec"].get("containers", [])) or 1
-            restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
-            row = ([p["metadata"]["namespace"]] if all_namespaces else []) + [
-                p["metadata"]["name"], f"{ready}/{total}", pod_status_text(p), str(restarts),
-                _age(p["metadata"].get("creationTimestamp", ""))]
-            if output == "wide":
-                row += [p["status"].get("podIP", "<none>"), p["spec"].get("nodeName", "<none>")]
+        for obj in items:
+            row = ([obj["metadata"].get("namespace", "")] if all_ns else []) + [c.value(obj) for c in columns]
+            row += [fn(obj) for _, fn in extra]
             if show_labels:
-                row.append(_labels(p))
+                row.append(kinds.labels_text(obj))
             rows.append(row)
-        where = "" if all_namespaces else f" in {namespace} namespace"
+        where = "" if all_namespaces or not kind.namespaced else f" in {namespace} namespace"
         click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
 
 
-def _agent_text(state, node: str) -> str:
-    """The node agent's supervised state, as kubectl would print a pod's: `Running`,
-    `CrashLoopBackOff`..., with its restarts."""
-    from ..lab.topology import agent_state_path
-    from ..proc import pid_alive
-    from ..runtime.supervisor import read_state
+def _lab_node_columns(state):
+    """What the lab knows of a node beyond its object: its agent's supervised state and the
+    packets its anti-spoofing dropped."""
+    def agent(node: dict) -> str:
+        from ..lab.topology import agent_state_path
+        from ..proc import pid_alive
+        from ..runtime.supervisor import read_state
 
-    status = read_state(agent_state_path(state, node))
-    if status is None:
-        return "<unknown>"
-    if not pid_alive(int(status.get("supervisorPid") or 0)):
-        return "NotRunning"
-    text = pod_status_text({"status": {"phase": "Running", "containerStatuses": [status]}})
-    restarts = status.get("restartCount", 0)
-    return f"{text}, {restarts} restart{'s' if restarts != 1 else ''}" if restarts else text
+        status = read_state(agent_state_path(state, node["metadata"]["name"]))
+        if status is None:
+            return "<unknown>"
+        if not pid_alive(int(status.get("supervisorPid") or 0)):
+            return "NotRunning"
+        text = kinds.pod_status_text({"metadata": {}, "status": {"phase": "Running", "containerStatuses": [status]}})
+        restarts = status.get("restartCount", 0)
+        return f"{text}, {restarts} restart{'s' if restarts != 1 else ''}" if restarts else text
+
+    def spoofed(node: dict) -> str:
+        return str(sum((node.get("status", {}).get("podnet", {}).get("spoofedPackets") or {}).values()))
+
+    return [("AGENT", agent), ("SPOOFED", spoofed)]
 
 
 def pod_status_text(pod: dict) -> str:
-    """The STATUS column as kubectl prints it: the phase, unless a container is waiting or has
-    terminated, then its reason (CrashLoopBackOff, StartError, Error, Completed, ...)."""
-    status = pod.get("status", {})
-    text = status.get("reason") or status.get("phase", "")
-    for c in status.get("containerStatuses", []):
-        state = c.get("state", {})
-        if state.get("waiting", {}).get("reason"):
-            text = state["waiting"]["reason"]
-        elif "terminated" in state:
-            t = state["terminated"]
-            text = t.get("reason") or (f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode')}")
-    return text
+    return kinds.pod_status_text(pod)
 
 
-def _pod_netns(namespace: str, name: str) -> str:
-    with lab_store() as (state, store):
-        pod = pods_mod.get_pod(store, namespace, name)
-        if pod is None:
-            raise click.ClickException(f'pods "{name}" not found in namespace {namespace}')
-        return pod["metadata"]["annotations"]["podnet.io/netns"]
+def selector_text(selector: dict) -> str:
+    return kinds.selector_text(selector)
+
+
+def _pod(store, namespace: str, name: str) -> dict:
+    pod = objects.get(store, kinds.BY_KIND["Pod"], namespace, name)
+    if pod is None:
+        raise click.ClickException(f'pods "{name}" not found in namespace {namespace}')
+    return pod
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -409,7 +367,11 @@ def exec_(namespace: str, pod: str, command: tuple[str, ...]) -> None:
         argv = argv[1:]
     if not argv:
         raise click.ClickException("give a command after --")
-    ns = _pod_netns(namespace, pod)
+    with lab_store() as (_state, store):
+        obj = _pod(store, namespace, pod)
+    ns = (obj["metadata"].get("annotations") or {}).get("podnet.io/netns")
+    if not ns:
+        raise click.ClickException(f"pod {pod} is not running yet ({kinds.pod_status_text(obj)})")
     sys.exit(subprocess.call(["ip", "netns", "exec", ns, *argv]))
 
 
@@ -419,9 +381,10 @@ def exec_(namespace: str, pod: str, command: tuple[str, ...]) -> None:
 @click.argument("pod")
 def logs(namespace: str, tail: int, pod: str) -> None:
     """Print what POD's process wrote to stdout and stderr."""
-    _pod_netns(namespace, pod)  # checks the pod exists
-    path = LabState.load().pod_log(namespace, pod)
-    text = open(path, errors="replace").read() if os.path.exists(path) else ""
+    with lab_store() as (_state, store):
+        obj = _pod(store, namespace, pod)
+    path = (obj["metadata"].get("annotations") or {}).get("podnet.io/log", "")
+    text = open(path, errors="replace").read() if path and os.path.exists(path) else ""
     lines = text.splitlines()
     if tail >= 0:
         lines = lines[-tail:] if tail else []
@@ -429,115 +392,22 @@ def logs(namespace: str, tail: int, pod: str) -> None:
         click.echo("\n".join(lines))
 
 
-def _ports(spec: dict) -> str:
-    return ",".join(f"{p['port']}:{p['nodePort']}/{p['protocol']}" if p.get("nodePort") else f"{p['port']}/{p['protocol']}"
-                    for p in spec.get("ports", [])) or "<none>"
-
-
-def _get_other(state, store, kind: str, names, namespace: str, all_namespaces: bool, output: str | None) -> None:
-    if kind in ("services", "service", "svc"):
-        prefix, word = SERVICES, "service"
-    elif kind in ("deployments", "deployment", "deploy"):
-        prefix, word = DEPLOYMENTS, "deployment"
-    elif kind in ("networkpolicies", "networkpolicy", "netpol"):
-        prefix, word = NETWORK_POLICIES, "networkpolicy"
-    else:
-        prefix, word = ENDPOINT_SLICES, "endpoints"
-    kvs, _ = store.list(prefix if all_namespaces else f"{prefix}{namespace}/")
-    if word == "endpoints":  # one row per service, its slices together
-        objs = [_json_or_empty(kv) for kv in kvs]
-        objs = [{"apiVersion": "v1", "kind": "EndpointSliceList",
-                 "metadata": dict(zip(("namespace", "name"), kv.key[len(prefix):].split("/", 1))), "items": o.get("items", [])}
-                for kv, o in zip(kvs, objs)]
-    else:
-        objs = _decoded(kvs)
-    items = _select(objs, names, word)
-    if _emit(items, output or "", len(names) == 1, word):
-        return
-    ns_col = ["NAMESPACE"] if all_namespaces else []
-    rows = []
-    if word == "service":
-        headers = ns_col + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if output == "wide" else [])
-        for o in items:
-            spec = o["spec"]
-            ext = ",".join(i["ip"] for i in o.get("status", {}).get("loadBalancer", {}).get("ingress", [])) or \
-                (spec.get("externalName") or ("<pending>" if spec["type"] == "LoadBalancer" else "<none>"))
-            row = ([o["metadata"]["namespace"]] if all_namespaces else []) + [
-                o["metadata"]["name"], spec["type"], spec.get("clusterIP") or "<none>", ext, _ports(spec),
-                _age(o["metadata"].get("creationTimestamp", ""))]
-            if output == "wide":
-                row.append(",".join(f"{k}={v}" for k, v in spec.get("selector", {}).items()) or "<none>")
-            rows.append(row)
-    elif word == "networkpolicy":
-        headers = ns_col + ["NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES"] if output == "wide" else [])
-        for o in items:
-            row = ([o["metadata"]["namespace"]] if all_namespaces else []) + [
-                o["metadata"]["name"], selector_text(o["spec"]["podSelector"]),
-                _age(o["metadata"].get("creationTimestamp", ""))]
-            if output == "wide":
-                row.append(",".join(o["spec"]["policyTypes"]))
-            rows.append(row)
-    elif word == "deployment":
-        headers = ns_col + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]
-        for o in items:
-            pods = workloads.owned_pods(state, store, o)
-            ready = sum(1 for p in pods if p["status"].get("phase") == "Running"
-                        and all(c.get("ready") for c in p["status"].get("containerStatuses", [{}])))
-            rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [
-                o["metadata"]["name"], f"{ready}/{o['spec']['replicas']}", str(len(pods)), str(ready)])
-    else:
-        headers = ns_col + ["NAME", "ENDPOINTS"]
-        for o in items:
-            addrs = [f"{a}:{sl['ports'][0]['port']}" if sl["ports"] else a
-                     for sl in o["items"] for ep in sl["endpoints"] for a in ep["addresses"]]
-            rows.append(([o["metadata"]["namespace"]] if all_namespaces else []) + [o["metadata"]["name"], ",".join(addrs) or "<none>"])
-    where = "" if all_namespaces else f" in {namespace} namespace"
-    click.echo(_table(headers, rows) if rows else f"No resources found{where}.")
-
-
-def _labels(obj: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted((obj["metadata"].get("labels") or {}).items())) or "<none>"
-
-
-def selector_text(selector: dict) -> str:
-    """A label selector as kubectl prints it: `pod=a,tier in (web,api)`; `<none>` selects all."""
-    parts = [f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items())]
-    for e in selector.get("matchExpressions", []):
-        op = e["operator"]
-        if op in ("In", "NotIn"):
-            parts.append(f"{e['key']} {'in' if op == 'In' else 'notin'} ({','.join(e['values'])})")
-        else:
-            parts.append(e["key"] if op == "Exists" else f"!{e['key']}")
-    return ",".join(parts) or "<none>"
-
-
-def _get_namespaces(store, names: tuple[str, ...], output: str | None, show_labels: bool) -> None:
-    items = _select(policies.list_namespaces(store), names, "namespace")
-    for o in items:
-        o.setdefault("status", {"phase": "Active"})
-    if _emit(items, output or "", len(names) == 1, "namespace"):
-        return
-    headers = ["NAME", "STATUS", "AGE"] + (["LABELS"] if show_labels else [])
-    rows = [[o["metadata"]["name"], o["status"]["phase"], _age(o["metadata"].get("creationTimestamp", ""))]
-            + ([_labels(o)] if show_labels else []) for o in items]
-    click.echo(_table(headers, rows) if rows else "No resources found")
-
-
 @click.command("label")
-@click.argument("kind", type=click.Choice(["pod", "pods", "po", "namespace", "namespaces", "ns"]))
+@click.argument("kind_word", metavar="KIND")
 @click.argument("name")
 @click.argument("changes", nargs=-1, required=True)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow changing the value of a label that is already set.")
-def label(kind: str, name: str, changes: tuple[str, ...], namespace: str, overwrite: bool) -> None:
-    """Set (key=value) or remove (key-) labels of a pod or a namespace:
+def label(kind_word: str, name: str, changes: tuple[str, ...], namespace: str, overwrite: bool) -> None:
+    """Set (key=value) or remove (key-) labels of an object:
 
     \b
       podnet label pod web -n x role=frontend
       podnet label ns y team=red
       podnet label pod web -n x role-            (remove it)
 
-    Policies that select by these labels are re-enforced by every node's agent within seconds."""
+    Services and policies that select by these labels follow within seconds."""
+    kind = _kind(kind_word, writable=True)
     sets, removes = {}, []
     for change in changes:
         if change.endswith("-") and "=" not in change:
@@ -551,19 +421,21 @@ def label(kind: str, name: str, changes: tuple[str, ...], namespace: str, overwr
         check_labels(sets, "labels", "command line")
     except ValidationError as e:
         raise click.ClickException(str(e)) from None
-    with lab_store() as (state, store):
-        if KINDS[kind] == "Pod":
-            kv = store.get(f"{PODS}{namespace}/{name}")
-            if kv is None:
-                raise click.ClickException(f'pods "{name}" not found in namespace {namespace}')
-            obj, key, word = json.loads(kv.value), kv.key, "pod"
-        else:
-            found = {n["metadata"]["name"]: n for n in policies.list_namespaces(store)}
+    if kind.kind == "Namespace" and "kubernetes.io/metadata.name" in set(sets) | set(removes):
+        raise click.ClickException("kubernetes.io/metadata.name is set by the API server and cannot change")
+    ns = namespace if kind.namespaced else ""
+    with lab_store() as (_state, store):
+        if kind.kind == "Namespace":
+            from ..lab.policies import list_namespaces
+
+            found = {n["metadata"]["name"]: n for n in list_namespaces(store)}
             if name not in found:
                 raise click.ClickException(f'namespaces "{name}" not found')
-            obj, key, word = found[name], namespace_key(name), "namespace"
-            if "kubernetes.io/metadata.name" in sets or "kubernetes.io/metadata.name" in removes:
-                raise click.ClickException("kubernetes.io/metadata.name is set by the API server and cannot change")
+            if objects.get(store, kind, "", name) is None:  # a system namespace nobody wrote yet
+                objects.apply(store, found[name])
+        obj = objects.get(store, kind, ns, name)
+        if obj is None:
+            raise click.ClickException(f'{kind.plural} "{name}" not found' + (f" in namespace {ns}" if ns else ""))
         labels = dict(obj["metadata"].get("labels") or {})
         clash = [k for k, v in sets.items() if k in labels and labels[k] != v]
         if clash and not overwrite:
@@ -572,9 +444,82 @@ def label(kind: str, name: str, changes: tuple[str, ...], namespace: str, overwr
         for k in removes:
             labels.pop(k, None)
         if labels == (obj["metadata"].get("labels") or {}):
-            click.echo(f"{word}/{name} not labeled")
+            click.echo(f"{kind.singular}/{name} not labeled")
             return
-        obj["metadata"]["labels"] = labels
-        obj["metadata"].setdefault("creationTimestamp", pods_mod.now())
-        store.put(key, json.dumps(obj))
-        click.echo(f"{word}/{name} labeled")
+        objects.set_labels(store, kind, ns, name, labels)
+        click.echo(f"{kind.singular}/{name} labeled")
+
+
+def _condition(obj: dict | None, condition: str) -> bool:
+    if obj is None:
+        return False
+    if obj.get("kind") == "Deployment" and condition.lower() == "available":
+        return obj.get("status", {}).get("availableReplicas", 0) >= obj["spec"]["replicas"]
+    for c in obj.get("status", {}).get("conditions", []) or []:
+        if isinstance(c, dict) and c.get("type", "").lower() == condition.lower():
+            return c.get("status") == "True"
+    if obj.get("kind") == "Node" and condition.lower() == "ready":
+        return kinds.node_ready(obj)
+    return False
+
+
+def _duration(text: str) -> float:
+    """kubectl's durations: 30s, 2m, 1h, or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration such as 30s, 2m or 1h", param_hint="--timeout") from None
+
+
+@click.command("wait")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--for", "for_", required=True, help="condition=NAME (Ready, Available, ...) or delete.")
+@click.option("--timeout", default="30s", show_default=True, help="How long to wait: 30s, 2m, 1h.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+def wait(targets: tuple[str, ...], for_: str, timeout: str, namespace: str) -> None:
+    """Wait until objects meet a condition, as kubectl wait:
+
+    \b
+      podnet wait --for=condition=Ready pod/web --timeout 60s
+      podnet wait --for=condition=Available deployment/web
+      podnet wait --for=delete pod/web
+
+    Exits 0 once every object meets it, 1 (saying which one did not) on timeout."""
+    seconds = _duration(timeout)
+    if for_ == "delete":
+        condition = ""
+    elif for_.lower().startswith("condition="):
+        condition = for_.split("=", 1)[1]
+    else:
+        raise click.BadParameter("give condition=NAME or delete", param_hint="--for")
+    wanted = []
+    for t in targets:
+        kind_word, _, name = t.partition("/")
+        if not name:
+            raise click.BadParameter(f"{t!r}: give KIND/NAME, e.g. pod/web", param_hint="TARGETS")
+        kind = _kind(kind_word)
+        wanted.append((kind, namespace if kind.namespaced else "", name))
+    deadline = time.monotonic() + seconds
+    with lab_store() as (_state, store):
+        pending = list(wanted)
+        while True:
+            still = []
+            for kind, ns, name in pending:
+                obj = objects.get(store, kind, ns, name)
+                met = obj is None if not condition else _condition(obj, condition)
+                if met:
+                    click.echo(f"{kind.qualified}/{name} {'deleted' if not condition else 'condition met'}")
+                elif obj is None and condition and time.monotonic() >= deadline:
+                    still.append((kind, ns, name, "not found"))
+                else:
+                    still.append((kind, ns, name, ""))
+            pending = [(k, ns, n) for k, ns, n, _ in still]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                kind, ns, name, why = still[0]
+                what = f"the condition {condition}" if condition else "the deletion"
+                raise click.ClickException(f"timed out waiting for {what} on {kind.plural}/{name}"
+                                           + (f" ({why})" if why else ""))
+            time.sleep(0.1)

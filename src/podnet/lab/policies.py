@@ -1,4 +1,5 @@
-"""NetworkPolicies and Namespaces in the lab: stored objects the node agents enforce."""
+"""NetworkPolicies and Namespaces in the lab (written through the API server; the node agents
+enforce them), and waiting until every agent enforces the latest ones."""
 
 from __future__ import annotations
 
@@ -6,66 +7,43 @@ import json
 import os
 import time
 
-from ..api.keys import DEPLOYMENTS, NAMESPACES, NETWORK_POLICIES, PODS, SERVICES
-from ..policy.world import namespace_key, network_policy_key
+from ..api import kinds
+from ..api.stored import decode_all
+from ..api.keys import NAMESPACES
+from ..apiserver import objects
+from ..apiserver.objects import SYSTEM_NAMESPACES, namespace_exists  # noqa: F401 - the lab's callers use them
 from ..store import Store
-from . import pods as pods_mod
-from . import workloads
 from .state import LabState
 
-SYSTEM_NAMESPACES = ("default", "kube-system")
-
-
-def _put_if_changed(store: Store, key: str, obj: dict) -> str:
-    kv = store.get(key)
-    previous = json.loads(kv.value) if kv else None
-    obj["metadata"]["creationTimestamp"] = (previous or {}).get("metadata", {}).get("creationTimestamp") or pods_mod.now()
-    if previous == obj:
-        return "unchanged"
-    store.put(key, json.dumps(obj))
-    return "configured" if previous else "created"
+NETWORK_POLICY, NAMESPACE = kinds.BY_KIND["NetworkPolicy"], kinds.BY_KIND["Namespace"]
 
 
 def apply_network_policy(store: Store, policy: dict) -> str:
-    return _put_if_changed(store, network_policy_key(policy["metadata"]["namespace"], policy["metadata"]["name"]), policy)
+    return objects.apply(store, policy)
 
 
 def delete_network_policy(store: Store, namespace: str, name: str) -> bool:
-    return store.delete(network_policy_key(namespace, name))
+    return objects.delete(store, NETWORK_POLICY, namespace, name)
 
 
 def apply_namespace(store: Store, namespace: dict) -> str:
-    return _put_if_changed(store, namespace_key(namespace["metadata"]["name"]), namespace)
+    return objects.apply(store, namespace)
 
 
 def list_namespaces(store: Store) -> list[dict]:
     """Stored namespaces, plus the system ones, which always exist (as in a cluster); those
     carry just the automatic name label until someone labels them."""
-    stored = (json.loads(kv.value) for kv in store.list(NAMESPACES)[0])
-    found = {ns["metadata"]["name"]: ns for ns in stored}
+    found = {ns["metadata"]["name"]: ns for ns in decode_all(store.list(NAMESPACES)[0], namespaced=False)[0]}
     for name in set(SYSTEM_NAMESPACES) - set(found):
         found[name] = {"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}
+                       "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                       "status": {"phase": "Active"}}
     return [found[n] for n in sorted(found)]
 
 
-def namespace_exists(store: Store, name: str) -> bool:
-    return name in SYSTEM_NAMESPACES or store.get(namespace_key(name)) is not None
-
-
 def delete_namespace(state: LabState, store: Store, name: str) -> bool:
-    """Delete a namespace and everything in it (deployments, pods, services, policies), as the API
-    server's namespace controller does. False if neither it nor anything in it exists."""
-    existed = store.delete(namespace_key(name))
-    for kv in store.list(f"{DEPLOYMENTS}{name}/")[0]:
-        existed = workloads.delete_deployment(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
-    for kv in store.list(f"{PODS}{name}/")[0]:
-        existed = pods_mod.delete_pod(state, store, name, kv.key.rsplit("/", 1)[1]) or existed
-    for kv in store.list(f"{SERVICES}{name}/")[0]:
-        existed = workloads.delete_service(store, name, kv.key.rsplit("/", 1)[1]) or existed
-    for kv in store.list(f"{NETWORK_POLICIES}{name}/")[0]:
-        existed = store.delete(kv.key) or existed
-    return existed
+    """Delete a namespace and everything in it, as the API server's namespace controller does."""
+    return objects.delete(store, NAMESPACE, "", name)
 
 
 def enforced_revisions(state: LabState) -> dict[str, int]:

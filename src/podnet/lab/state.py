@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ class NodeState:
     netns: str
     ip: str
     agent_pid: int = 0
+    kubelet_pid: int = 0
 
 
 @dataclass
@@ -33,6 +33,7 @@ class LabState:
     underlay: str
     nodes: list[NodeState] = field(default_factory=list)
     etcd_pid: int = 0
+    manager_pid: int = 0
 
     @property
     def path(self) -> str:
@@ -65,17 +66,6 @@ class LabState:
 
     def node_dir(self, node: str) -> str:
         return os.path.join(self.directory, "nodes", node)
-
-    def pod_netns(self, namespace: str, name: str) -> str:
-        digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:10]
-        return f"pn-{self.name}-p-{digest}"
-
-    def pod_log(self, namespace: str, name: str) -> str:
-        return os.path.join(self.directory, "pods", f"{namespace}_{name}.log")
-
-    def pod_state(self, namespace: str, name: str) -> str:
-        """The pod's supervisor status file (a ContainerStatus)."""
-        return os.path.join(self.directory, "pods", f"{namespace}_{name}.state.json")
 
 
 class LabError(RuntimeError):

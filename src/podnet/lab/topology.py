@@ -77,6 +77,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
             store = open_store(state.store_url)
             store.put(CONFIG, cluster_config(backend))
             store.close()
+        start_controller_manager(state)
+        progress("controller manager: EndpointSlices and Deployments (on the underlay)")
         # One node after the other: each takes the next free subnet, so nodeN gets 10.244.N.0/24
         # (a predictable lab is easier to learn from; real agents race, and that is fine too).
         for i in range(1, nodes + 1):
@@ -108,6 +110,7 @@ def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progr
     n = NodeState(node, ns, node_ip)
     state.nodes.append(n)
     start_agent(state, n, ttl)
+    start_kubelet(state, n)
     state.save()
     return n
 
@@ -121,36 +124,82 @@ def start_agent(state: LabState, node: NodeState, ttl: int = DEFAULT_TTL) -> Non
     """The node's agent, under a supervisor in the node's namespace: restarted when it dies
     (1 s, doubling to 30 s), its status in agent.state.json, its output in agent.log."""
     d = state.node_dir(node.name)
-    os.makedirs(d, exist_ok=True)
     agent = [sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name, "--store", state.store_url,
              "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
-    argv = supervised(agent, agent_state_path(state, node.name), os.path.join(d, "agent.log"), name="agent",
-                      backoff="1:30", reset_after=60)
-    proc = subprocess.Popen(["ip", "netns", "exec", node.netns, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    node.agent_pid = proc.pid
+    node.agent_pid = _start_supervised(node.netns, agent, d, "agent")
     state.save()
 
 
-def stop_agent(node: NodeState, hard: bool = False) -> None:
-    """Stop the agent and its supervisor (SIGTERM: the agent exits cleanly; hard: SIGKILL both).
-    Kernel state and the subnet lease stay, as after a crash."""
+def kubelet_state_path(state: LabState, node: str) -> str:
+    return os.path.join(state.node_dir(node), "kubelet.state.json")
+
+
+def start_kubelet(state: LabState, node: NodeState) -> None:
+    """The node's kubelet, supervised like the agent: it runs the pods bound to the node,
+    with the CNI plugins and network config the agent writes."""
+    from ..api.service import DNS_SERVICE_IP
+
+    d = state.node_dir(node.name)
+    kubelet = [sys.executable, "-m", "podnet.cli.main", "kubelet", "--node", node.name, "--store", state.store_url,
+               "--root-dir", os.path.join(d, "kubelet"), "--cni-bin-dir", os.path.join(d, "bin"),
+               "--cni-conf", os.path.join(d, "net.d", "10-podnet.conflist"), "--netns-prefix", f"{ns_prefix(state.name)}p-",
+               "--node-ip", node.ip, "--cluster-dns", DNS_SERVICE_IP]
+    # nsenter, not `ip netns exec`: the kubelet creates pods' network namespaces, and their bind
+    # mounts must land in the host's mount namespace, where the agent (and everyone) sees them
+    node.kubelet_pid = _start_supervised(node.netns, kubelet, d, "kubelet", host_mounts=True)
+    state.save()
+
+
+def start_controller_manager(state: LabState) -> None:
+    """The cluster's controllers, on the underlay (where etcd is): the control plane."""
+    argv = [sys.executable, "-m", "podnet.cli.main", "controller-manager", "--store", state.store_url,
+            "--identity", f"{state.name}-controller-manager"]
+    state.manager_pid = _start_supervised(state.underlay, argv, state.directory, "controller-manager")
+    state.save()
+
+
+def _start_supervised(netns: str, argv: list[str], directory: str, name: str, host_mounts: bool = False) -> int:
+    """Run `argv` in `netns` under a supervisor (1 s back-off doubling to 30 s) that keeps its
+    status in DIRECTORY/NAME.state.json and its output in DIRECTORY/NAME.log; its PID.
+    `host_mounts`: stay in the host's mount namespace (`ip netns exec` makes a private one)."""
+    os.makedirs(directory, exist_ok=True)
+    cmd = supervised(argv, os.path.join(directory, f"{name}.state.json"), os.path.join(directory, f"{name}.log"),
+                     name=name, backoff="1:30", reset_after=60)
+    enter = ["nsenter", f"--net=/var/run/netns/{netns}"] if host_mounts else ["ip", "netns", "exec", netns]
+    proc = subprocess.Popen([*enter, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc.pid
+
+
+def stop_supervised(pid: int, hard: bool = False) -> None:
+    """Stop a supervisor and what it runs (SIGTERM: a clean exit; hard: SIGKILL to both)."""
     import signal
 
-    if pid_alive(node.agent_pid):
+    if pid_alive(pid):
         try:
-            os.killpg(node.agent_pid, signal.SIGKILL if hard else signal.SIGTERM)
+            os.killpg(pid, signal.SIGKILL if hard else signal.SIGTERM)
         except ProcessLookupError:
             pass
         for _ in range(200):
             try:
-                os.waitpid(node.agent_pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-            if not pid_alive(node.agent_pid):
+            if not pid_alive(pid):
                 break
             time.sleep(0.05)
+
+
+def stop_agent(node: NodeState, hard: bool = False) -> None:
+    """Stop the agent and its supervisor. Kernel state and the subnet lease stay, as after a crash."""
+    stop_supervised(node.agent_pid, hard)
     node.agent_pid = 0
+
+
+def stop_kubelet(node: NodeState, hard: bool = False) -> None:
+    """Stop the kubelet and its supervisor; the pods it runs keep running."""
+    stop_supervised(node.kubelet_pid, hard)
+    node.kubelet_pid = 0
 
 
 def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress: Progress = _quiet) -> None:
@@ -163,7 +212,8 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 kv = store.get(f"{NODES}{name}")
-                if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")):
+                if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")) and \
+                        "running" in (read_state(kubelet_state_path(state, name)) or {}).get("state", {}):
                     node = json.loads(kv.value)
                     progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
                     pending.discard(name)
@@ -269,6 +319,7 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
         for pod in pods_mod.list_pods(state, store, all_namespaces=True):
             if pod["spec"].get("nodeName") == node_name:
                 pods_mod.delete_pod(state, store, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        stop_kubelet(node)
         stop_agent(node)
         all_leases, _ = leases.all_leases(store)
         for lease in all_leases:
@@ -293,7 +344,9 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
     except LabError:
         pass
     if state is not None:
+        stop_supervised(state.manager_pid, hard=True)
         for n in state.nodes:
+            stop_kubelet(n, hard=True)
             stop_agent(n, hard=True)
     prefix = ns_prefix(name)
     mine = [ns for ns in list_netns() if ns.startswith(prefix)]
@@ -314,7 +367,8 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
 
 
 LAB_FILES = ("lab.json", "lab.json.tmp", "store.db", "store.db-wal", "store.db-shm", "dnsmasq.state.json",
-             "dnsmasq.state.json.tmp", "dnsmasq.log")
+             "dnsmasq.state.json.tmp", "dnsmasq.log", "controller-manager.state.json", "controller-manager.state.json.tmp",
+             "controller-manager.log")
 LAB_DIRS = ("nodes", "pods", "etcd")
 
 

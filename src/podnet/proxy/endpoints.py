@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 
+from ..api import stored
 from ..api.keys import ENDPOINT_SLICES
+from ..api.pod import is_ready
 
 
 
@@ -36,9 +38,7 @@ def _usable(pod: object) -> bool:
 
 
 def pod_ready(pod: dict) -> bool:
-    from ..runtime.status import pod_ready as running
-
-    return running(pod) and bool(pod.get("status", {}).get("podIP"))
+    return is_ready(pod)
 
 
 def resolve_port(pod: dict, target, protocol: str) -> int | None:
@@ -93,3 +93,30 @@ def key(namespace: str, name: str) -> str:
 
 def dumps(obj: dict) -> str:
     return json.dumps(obj, sort_keys=True)
+
+
+def compute_all(services: list[dict], pods: list[dict]) -> tuple[dict[tuple[str, str], dict], list[str]]:
+    """EndpointSlice lists per (namespace, name) for every service, and the objects left out:
+    a pod or service too malformed to compute with is found and skipped, never stopping the rest."""
+    skipped: list[str] = []
+    slices: dict[tuple[str, str], dict] = {}
+    for svc in services:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        try:
+            computed = compute(svc, pods)
+        except Exception:  # noqa: BLE001 - a malformed pod or service: find it, skip it
+            try:
+                compute(svc, [])
+            except Exception:  # noqa: BLE001 - the service itself
+                skipped.append(f"service {ns}/{name}")
+                continue
+            pods, culprits = stored.partition(pods, lambda p, svc=svc: compute(svc, [p]))
+            skipped += [f"pod {stored.ident(p)}" for p in culprits]
+            try:
+                computed = compute(svc, pods)
+            except Exception:  # noqa: BLE001
+                skipped.append(f"service {ns}/{name}")
+                continue
+        if computed is not None:
+            slices[(ns, name)] = computed
+    return slices, skipped

@@ -159,10 +159,11 @@ class Supervisor:
 
 
 def command(argv: list[str], state: str, log: str = "", restart: str = "Always", name: str = "main",
-            backoff: str = "10:300", reset_after: float = 600.0, python: str = sys.executable) -> list[str]:
+            backoff: str = "10:300", reset_after: float = 600.0, grace: float = 5.0, python: str = sys.executable) -> list[str]:
     """The command line that runs `argv` under a supervisor."""
     return [python, "-m", "podnet.runtime.supervisor", "--state", state, "--log", log, "--restart", restart,
-            "--name", name, "--backoff", backoff, "--reset-after", f"{reset_after:g}", "--", *argv]
+            "--name", name, "--backoff", backoff, "--reset-after", f"{reset_after:g}", "--grace", f"{grace:g}",
+            "--", *argv]
 
 
 def parse_backoff(text: str) -> tuple[float, float]:

@@ -1,0 +1,205 @@
+"""Every kind of object podnet knows, one record each: its names on the command line, its
+apiVersion, how a manifest is parsed and validated into the stored object, where it is stored,
+and the columns `get` prints (and `-o wide` adds). The CLI loops over this table, so a new kind
+(Ingress, IPPool, ...) is one record here plus its parser.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import keys
+from .deployment import parse_deployment
+from .networkpolicy import parse_namespace, parse_network_policy
+from .pod import parse_pod
+from .service import parse_service
+
+Row = Callable[[dict], str]
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Row
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    api_version: str
+    plural: str                     # as in `get pods`, and in "pods "x" not found"
+    names: tuple[str, ...]          # every name the CLI accepts: singular, plural, short names
+    prefix: str                     # where objects of this kind live in the store
+    namespaced: bool = True
+    parse: Callable[[dict, str, str], dict] | None = None  # (doc, source, default namespace) -> stored object
+    rank: int = 1                   # apply order: lower first (namespaces, then what pods see, then pods)
+    group: str = ""                 # API group, as kubectl prints `deployment.apps/web`
+    columns: tuple[Column, ...] = ()
+    wide: tuple[Column, ...] = ()
+    writable: bool = True           # False: written by controllers and agents only (nodes, endpoints)
+    labels_column: bool = field(default=True)
+
+    @property
+    def singular(self) -> str:
+        return self.names[0]
+
+    @property
+    def qualified(self) -> str:
+        """`deployment.apps`, `networkpolicy.networking.k8s.io`, or `pod` for the core group."""
+        return f"{self.singular}.{self.group}" if self.group else self.singular
+
+    def key(self, namespace: str, name: str) -> str:
+        return f"{self.prefix}{namespace}/{name}" if self.namespaced else f"{self.prefix}{name}"
+
+
+# -- how columns read objects (pure: the object in, text out) ---------------------------------
+def epoch(ts: str) -> float:
+    """Seconds since the epoch of an API timestamp (UTC, RFC 3339 with a Z)."""
+    return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def age(obj: dict) -> str:
+    try:
+        secs = int(time.time() - epoch(obj["metadata"]["creationTimestamp"]))
+    except (KeyError, ValueError, TypeError):
+        return "<unknown>"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{max(secs, 0)}s"
+
+
+def labels_text(obj: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((obj["metadata"].get("labels") or {}).items())) or "<none>"
+
+
+def pod_status_text(pod: dict) -> str:
+    """The STATUS column as kubectl prints it: Terminating while being deleted, else the phase,
+    unless a container is waiting or has terminated: then its reason (CrashLoopBackOff,
+    StartError, Error, Completed, ContainerCreating, ...)."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status", {})
+    text = status.get("reason") or status.get("phase", "")
+    for c in status.get("containerStatuses", []):
+        state = c.get("state", {})
+        if state.get("waiting", {}).get("reason"):
+            text = state["waiting"]["reason"]
+        elif "terminated" in state:
+            t = state["terminated"]
+            text = t.get("reason") or (f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode')}")
+    return text
+
+
+def pod_ready_text(pod: dict) -> str:
+    statuses = pod.get("status", {}).get("containerStatuses", [])
+    total = len(pod.get("spec", {}).get("containers", [])) or 1
+    return f"{sum(1 for c in statuses if c.get('ready'))}/{total}"
+
+
+def pod_restarts(pod: dict) -> str:
+    return str(sum(int(c.get("restartCount", 0)) for c in pod.get("status", {}).get("containerStatuses", [])))
+
+
+def service_external(svc: dict) -> str:
+    spec = svc["spec"]
+    ingress = ",".join(i["ip"] for i in svc.get("status", {}).get("loadBalancer", {}).get("ingress", []))
+    return ingress or spec.get("externalName") or ("<pending>" if spec["type"] == "LoadBalancer" else "<none>")
+
+
+def service_ports(svc: dict) -> str:
+    return ",".join(f"{p['port']}:{p['nodePort']}/{p['protocol']}" if p.get("nodePort") else f"{p['port']}/{p['protocol']}"
+                    for p in svc["spec"].get("ports", [])) or "<none>"
+
+
+def selector_text(selector: dict) -> str:
+    """A label selector as kubectl prints it: `pod=a,tier in (web,api)`; `<none>` selects all."""
+    parts = [f"{k}={v}" for k, v in sorted(selector.get("matchLabels", {}).items())]
+    for e in selector.get("matchExpressions", []):
+        op = e["operator"]
+        if op in ("In", "NotIn"):
+            parts.append(f"{e['key']} {'in' if op == 'In' else 'notin'} ({','.join(e['values'])})")
+        else:
+            parts.append(e["key"] if op == "Exists" else f"!{e['key']}")
+    return ",".join(parts) or "<none>"
+
+
+def node_ready(node: dict, now: float | None = None) -> bool:
+    """Ready, and its agent's heartbeat is less than 30 s old."""
+    for c in node.get("status", {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            try:
+                beat = epoch(c["lastHeartbeatTime"])
+            except (KeyError, ValueError, TypeError):
+                return False
+            return c.get("status") == "True" and (now or time.time()) - beat < 30
+    return False
+
+
+def node_address(node: dict) -> str:
+    return next((a["address"] for a in node.get("status", {}).get("addresses", []) if a.get("type") == "InternalIP"), "")
+
+
+def endpoints_text(slices: dict) -> str:
+    addrs = [f"{a}:{sl['ports'][0]['port']}" if sl.get("ports") else a
+             for sl in slices.get("items", []) for ep in sl.get("endpoints", []) for a in ep.get("addresses", [])]
+    return ",".join(addrs) or "<none>"
+
+
+def _pod(doc: dict, source: str, namespace: str) -> dict:
+    return parse_pod(doc, source, namespace).to_object()
+
+
+def _namespace(doc: dict, source: str, _default: str) -> dict:
+    return parse_namespace(doc, source)
+
+
+NAME = Column("NAME", lambda o: o["metadata"]["name"])
+AGE = Column("AGE", age)
+
+KINDS: tuple[Kind, ...] = (
+    Kind("Namespace", "v1", "namespaces", ("namespace", "namespaces", "ns"), keys.NAMESPACES, namespaced=False,
+         parse=_namespace, rank=0,
+         columns=(NAME, Column("STATUS", lambda o: o.get("status", {}).get("phase", "Active")), AGE)),
+    Kind("Service", "v1", "services", ("service", "services", "svc"), keys.SERVICES, parse=parse_service, rank=1,
+         columns=(NAME, Column("TYPE", lambda o: o["spec"]["type"]),
+                  Column("CLUSTER-IP", lambda o: o["spec"].get("clusterIP") or "<none>"),
+                  Column("EXTERNAL-IP", service_external), Column("PORT(S)", service_ports), AGE),
+         wide=(Column("SELECTOR", lambda o: ",".join(f"{k}={v}" for k, v in o["spec"].get("selector", {}).items())
+                      or "<none>"),), labels_column=False),
+    Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", ("networkpolicy", "networkpolicies", "netpol"),
+         keys.NETWORK_POLICIES, parse=parse_network_policy, rank=1, group="networking.k8s.io",
+         columns=(NAME, Column("POD-SELECTOR", lambda o: selector_text(o["spec"]["podSelector"])), AGE),
+         wide=(Column("POLICY-TYPES", lambda o: ",".join(o["spec"]["policyTypes"])),), labels_column=False),
+    Kind("Deployment", "apps/v1", "deployments", ("deployment", "deployments", "deploy"), keys.DEPLOYMENTS,
+         parse=parse_deployment, rank=2, group="apps",
+         columns=(NAME, Column("READY", lambda o: f"{o.get('status', {}).get('readyReplicas', 0)}/{o['spec']['replicas']}"),
+                  Column("UP-TO-DATE", lambda o: str(o.get("status", {}).get("updatedReplicas", 0))),
+                  Column("AVAILABLE", lambda o: str(o.get("status", {}).get("availableReplicas", 0))), AGE),
+         wide=(Column("SELECTOR", lambda o: ",".join(f"{k}={v}" for k, v in o["spec"]["selector"]["matchLabels"].items())),),
+         labels_column=False),
+    Kind("Pod", "v1", "pods", ("pod", "pods", "po"), keys.PODS, parse=_pod, rank=3,
+         columns=(NAME, Column("READY", pod_ready_text), Column("STATUS", pod_status_text),
+                  Column("RESTARTS", pod_restarts), AGE),
+         wide=(Column("IP", lambda o: o.get("status", {}).get("podIP") or "<none>"),
+               Column("NODE", lambda o: o["spec"].get("nodeName") or "<none>"))),
+    Kind("Node", "v1", "nodes", ("node", "nodes", "no"), keys.NODES, namespaced=False, writable=False,
+         columns=(NAME, Column("STATUS", lambda o: "Ready" if node_ready(o) else "NotReady"),
+                  Column("ROLES", lambda o: "<none>"), AGE, Column("VERSION", lambda o: "podnet")),
+         wide=(Column("INTERNAL-IP", node_address), Column("POD-CIDR", lambda o: o["spec"].get("podCIDR", "")),
+               Column("BACKEND", lambda o: o.get("status", {}).get("podnet", {}).get("backend", "")))),
+    Kind("Endpoints", "v1", "endpoints", ("endpoints", "ep", "endpointslices"), keys.ENDPOINT_SLICES, writable=False,
+         columns=(NAME, Column("ENDPOINTS", endpoints_text)), labels_column=False),
+)
+
+BY_NAME = {name: k for k in KINDS for name in k.names}
+BY_KIND = {k.kind: k for k in KINDS}
+WRITABLE = ", ".join(k.kind for k in KINDS if k.writable)
+
+
+def lookup(word: str) -> Kind | None:
+    """The kind a command-line word names (`pods`, `svc`, `deployment.apps`), or None."""
+    return BY_NAME.get(word.lower()) or BY_NAME.get(word.lower().split(".", 1)[0])

@@ -1,0 +1,259 @@
+"""Creating, updating and deleting API objects in the store, as the API server does.
+
+On every write: the namespace must exist (admission), creationTimestamp and uid are set once
+and kept, and what a kind needs is added: a Service gets its ClusterIP, NodePorts and
+LoadBalancer address (`allocate`), a Pod is scheduled onto a node when it names none, a
+Namespace gets its automatic name label. A Pod's spec cannot change once created (as in
+Kubernetes: delete and re-create it); its labels and annotations can. Every write is a
+create-if-absent or a compare-and-set, retried when someone else wrote in between.
+
+Deletion is graceful where Kubernetes makes it so: a Pod is only marked (deletionTimestamp)
+and its node's kubelet stops it, detaches it and removes the object; deleting a Deployment
+or a Namespace deletes what it owns or contains the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+
+from ..api import keys, kinds, stored
+from ..api.errors import ValidationError
+from ..store import Store
+from .allocate import allocate, release_all
+
+SYSTEM_NAMESPACES = ("default", "kube-system")
+MANAGED = ("creationTimestamp", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "generation")
+
+
+class NotFound(LookupError):
+    def __init__(self, plural: str, name: str, namespace: str = "") -> None:
+        self.plural, self.name, self.namespace = plural, name, namespace
+        super().__init__(f'{plural} "{name}" not found' + (f" in namespace {namespace}" if namespace else ""))
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def namespace_exists(store: Store, name: str) -> bool:
+    return name in SYSTEM_NAMESPACES or store.get(f"{keys.NAMESPACES}{name}") is not None
+
+
+def get(store: Store, kind: kinds.Kind, namespace: str, name: str) -> dict | None:
+    kv = store.get(kind.key(namespace, name))
+    return stored.decode(kv.value, kind.namespaced) if kv else None
+
+
+def list_objects(store: Store, kind: kinds.Kind, namespace: str | None = None) -> tuple[list[dict], list[str]]:
+    """(objects, keys of stored values that do not decode); every namespace when None."""
+    prefix = kind.prefix if namespace is None or not kind.namespaced else f"{kind.prefix}{namespace}/"
+    return stored.decode_all(store.list(prefix)[0], kind.namespaced)
+
+
+# -- writes ---------------------------------------------------------------------------------------
+def apply(store: Store, obj: dict, created_namespaces: frozenset[str] = frozenset()) -> str:
+    """Create or update `obj` (already parsed: the stored form of its kind); "created",
+    "configured" or "unchanged". ValidationError names what is wrong, NotFound a missing
+    namespace. `created_namespaces`: namespaces this same apply creates first."""
+    kind = kinds.BY_KIND[obj["kind"]]
+    if not kind.writable:
+        raise ValidationError("kind", f"{kind.kind} objects are written by podnet itself, not applied")
+    meta = obj["metadata"]
+    namespace = meta.get("namespace", "") if kind.namespaced else ""
+    if kind.namespaced and namespace not in created_namespaces and not namespace_exists(store, namespace):
+        raise NotFound("namespaces", namespace)
+    key = kind.key(namespace, meta["name"])
+    for _ in range(10):
+        kv = store.get(key)
+        previous = stored.decode(kv.value, kind.namespaced) if kv else None
+        if previous is not None and previous["metadata"].get("deletionTimestamp"):
+            raise ValidationError("metadata.name", f"{kind.singular} {meta['name']} is being deleted; apply it again once it "
+                                                   "is gone")
+        new = _prepare(store, kind, copy.deepcopy(obj), previous)
+        if previous is not None and new == previous:
+            return "unchanged"
+        text = json.dumps(new)
+        if (store.create(key, text) if kv is None else store.cas(key, text, kv.mod_revision)):
+            return "created" if kv is None else "configured"
+    raise Conflict(f"{key}: changed by someone else on every try")
+
+
+def _prepare(store: Store, kind: kinds.Kind, obj: dict, previous: dict | None) -> dict:
+    meta = obj["metadata"]
+    old_meta = (previous or {}).get("metadata", {})
+    for field in MANAGED:
+        if field in old_meta:
+            meta[field] = old_meta[field]
+        else:
+            meta.pop(field, None)
+    meta.setdefault("creationTimestamp", now())
+    meta.setdefault("uid", str(uuid.uuid4()))
+    if kind.kind == "Namespace":
+        obj["status"] = {"phase": "Active"}
+    elif kind.kind == "Service":
+        obj = allocate(store, obj, previous)
+    elif kind.kind == "Deployment":
+        obj["status"] = (previous or {}).get("status", {})
+        meta["generation"] = old_meta.get("generation", 0) + (previous is None or previous["spec"] != obj["spec"])
+    elif kind.kind == "Pod":
+        obj = _prepare_pod(store, obj, previous)
+    return obj
+
+
+def _prepare_pod(store: Store, pod: dict, previous: dict | None) -> dict:
+    spec = pod["spec"]
+    if previous is not None:
+        old = previous["spec"]
+        wanted = dict(spec)
+        if not wanted.get("nodeName"):
+            wanted["nodeName"] = old.get("nodeName", "")  # the scheduler's choice is not a change
+        if wanted != old:
+            changed = sorted(k for k in set(wanted) | set(old) if wanted.get(k) != old.get(k))
+            raise ValidationError(f"spec.{changed[0]}", "a pod's spec cannot change once created, only its labels and "
+                                                        "annotations: delete the pod and create it again")
+        pod["spec"] = old
+        annotations = {k: v for k, v in (previous["metadata"].get("annotations") or {}).items() if k.startswith("podnet.io/")}
+        annotations.update(pod["metadata"].get("annotations") or {})
+        if annotations:
+            pod["metadata"]["annotations"] = annotations
+        pod["status"] = previous.get("status", {})
+        return pod
+    spec["nodeName"] = schedule(store, spec.get("nodeName") or "")
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True",
+                                                         "lastTransitionTime": now()}]}
+    return pod
+
+
+def schedule(store: Store, wanted: str) -> str:
+    """The node a new pod runs on: the one it names (which must exist), else the Ready node
+    with the fewest pods (by name on a tie, so a lab is predictable)."""
+    nodes, _ = list_objects(store, kinds.BY_KIND["Node"])
+    names = sorted(n["metadata"]["name"] for n in nodes)
+    if wanted:
+        if wanted not in names:
+            raise ValidationError("spec.nodeName", f"{wanted!r} is not a node of this cluster"
+                                                   f" (nodes: {', '.join(names) or 'none yet'})")
+        return wanted
+    ready = [n["metadata"]["name"] for n in nodes if kinds.node_ready(n)] or names
+    if not ready:
+        raise ValidationError("spec.nodeName", "no node to run the pod on yet (is the cluster up?)")
+    counts = {n: 0 for n in ready}
+    for pod in list_objects(store, kinds.BY_KIND["Pod"])[0]:
+        node = pod.get("spec", {}).get("nodeName")
+        if node in counts:
+            counts[node] += 1
+    return min(ready, key=lambda n: (counts[n], n))
+
+
+def update(store: Store, kind: kinds.Kind, namespace: str, name: str, change) -> dict:
+    """Read, change (a function editing the object in place), compare-and-set; retried on a
+    concurrent write. The new object. NotFound when there is none."""
+    key = kind.key(namespace, name)
+    for _ in range(20):
+        kv = store.get(key)
+        obj = stored.decode(kv.value, kind.namespaced) if kv else None
+        if obj is None:
+            raise NotFound(kind.plural, name, namespace if kind.namespaced else "")
+        change(obj)
+        if store.cas(key, json.dumps(obj), kv.mod_revision):
+            return obj
+    raise Conflict(f"{key}: changed by someone else on every try")
+
+
+def set_labels(store: Store, kind: kinds.Kind, namespace: str, name: str, labels: dict) -> dict:
+    def change(obj: dict) -> None:
+        if kind.kind == "Namespace":
+            labels["kubernetes.io/metadata.name"] = name
+        obj["metadata"]["labels"] = labels
+
+    return update(store, kind, namespace, name, change)
+
+
+def scale(store: Store, namespace: str, name: str, replicas: int) -> dict:
+    def change(obj: dict) -> None:
+        obj["spec"]["replicas"] = replicas
+        obj["metadata"]["generation"] = obj["metadata"].get("generation", 0) + 1
+
+    return update(store, kinds.BY_KIND["Deployment"], namespace, name, change)
+
+
+# -- deletion -------------------------------------------------------------------------------------
+def delete(store: Store, kind: kinds.Kind, namespace: str, name: str, grace: int = 30, force: bool = False) -> bool:
+    """Delete one object (False when there is none). Pods are marked for their kubelet unless
+    `force`; Deployments and Namespaces take what they own or contain along."""
+    ns = namespace if kind.namespaced else ""
+    if kind.kind == "Namespace" and name in SYSTEM_NAMESPACES:
+        raise ValidationError("metadata.name", f'namespace "{name}" is a system namespace and cannot be deleted')
+    if kind.kind == "Pod":
+        return delete_pod(store, ns, name, grace, force)
+    kv = store.get(kind.key(ns, name))
+    existed = kv is not None
+    if kind.kind == "Deployment":
+        for pod in owned_pods(store, ns, name):
+            delete_pod(store, ns, pod["metadata"]["name"], grace, force)
+    if kind.kind == "Namespace":
+        for inner in kinds.KINDS:
+            if inner.namespaced and inner.writable:
+                for obj in list_objects(store, inner, name)[0]:
+                    existed = delete(store, inner, name, obj["metadata"]["name"], grace, force) or existed
+    if kv is not None:
+        store.delete(kv.key)
+    if kind.kind == "Service":
+        release_all(store, f"{ns}/{name}")
+        store.delete(f"{keys.ENDPOINT_SLICES}{ns}/{name}")
+    return existed
+
+
+def delete_pod(store: Store, namespace: str, name: str, grace: int = 30, force: bool = False) -> bool:
+    kind = kinds.BY_KIND["Pod"]
+    kv = store.get(kind.key(namespace, name))
+    if kv is None:
+        return False
+    pod = stored.decode(kv.value)
+    if force or pod is None or not pod.get("spec", {}).get("nodeName"):
+        store.delete(kv.key)  # nothing runs it, or the user said so: the kubelet cleans up what is left
+        return True
+    if pod["metadata"].get("deletionTimestamp"):
+        return True
+
+    def mark(obj: dict) -> None:
+        obj["metadata"].setdefault("deletionTimestamp", now())
+        obj["metadata"].setdefault("deletionGracePeriodSeconds", grace)
+
+    try:
+        update(store, kind, namespace, name, mark)
+    except NotFound:
+        pass
+    return True
+
+
+def owned_pods(store: Store, namespace: str, deployment: str) -> list[dict]:
+    pods, _ = list_objects(store, kinds.BY_KIND["Pod"], namespace)
+    return [p for p in pods if any(o.get("kind") == "Deployment" and o.get("name") == deployment
+                                   for o in p["metadata"].get("ownerReferences", []))]
+
+
+def create_owned_pod(store: Store, deployment: dict, name: str) -> str:
+    """A replica of a Deployment's template, owned by it."""
+    from ..api.pod import parse_pod
+
+    ns = deployment["metadata"]["namespace"]
+    template = deployment["spec"]["template"]
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": template["metadata"]["labels"]},
+           "spec": template["spec"]}
+    pod = parse_pod(doc, f"deployment/{deployment['metadata']['name']}", ns).to_object()
+    owners = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"],
+               "uid": deployment["metadata"].get("uid", "")}]
+    kind = kinds.BY_KIND["Pod"]
+    obj = _prepare(store, kind, pod, None)
+    obj["metadata"]["ownerReferences"] = owners  # set by the controller, so kept although _prepare drops it
+    if not store.create(kind.key(ns, name), json.dumps(obj)):
+        raise Conflict(f"pod {ns}/{name} exists already")
+    return name

@@ -1,0 +1,123 @@
+"""`podnet controller-manager`: the cluster's controllers in one process, acting only while it
+holds the leader lease (/podnet/leader/controller-manager, a store lease renewed every few
+seconds), so several can run and exactly one writes. Every controller runs on the events it
+watches and on a periodic full pass, under one error policy (log, back off, retry)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from ..api import keys
+from ..store import Compacted, Store, open_store
+from . import deployments, endpointslices
+
+LEASE_TTL = 15
+RENEW = 5.0
+RESYNC = 10.0
+LEADER_KEY = f"{keys.LEADERS}controller-manager"
+# controller -> the prefixes whose changes make it run
+CONTROLLERS = {
+    "endpointslices": (endpointslices.sync, (keys.SERVICES, keys.PODS)),
+    "deployments": (deployments.sync, (keys.DEPLOYMENTS, keys.PODS)),
+}
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Manager:
+    def __init__(self, store_url: str, identity: str = "") -> None:
+        self.store_url = store_url
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        self.stop = threading.Event()
+        self.store: Store
+        self.lease = 0
+        self.leading = False
+        self.failures: dict[str, int] = {}
+        self.retry_at: dict[str, float] = {}
+
+    def lead(self) -> bool:
+        """Take or keep the leader lease; whether we hold it."""
+        if self.leading:
+            if self.store.keepalive(self.lease):
+                return True
+            log("lost the leader lease")
+            self.leading = False
+        self.lease = self.store.grant(LEASE_TTL)
+        if self.store.create(LEADER_KEY, self.identity, lease=self.lease):
+            log(f"leading as {self.identity}")
+            self.leading = True
+            return True
+        self.store.revoke(self.lease)
+        return False
+
+    def run_controller(self, name: str, full: bool = False) -> None:
+        if time.monotonic() < self.retry_at.get(name, 0.0):
+            return
+        sync, _ = CONTROLLERS[name]
+        try:
+            sync(self.store, log)
+        except Exception as e:  # noqa: BLE001 - the one policy: log, back off, retry; the others go on
+            n = self.failures.get(name, 0) + 1
+            self.failures[name] = n
+            delay = min(0.5 * 2 ** (n - 1), 30.0)
+            self.retry_at[name] = time.monotonic() + delay
+            log(f"{name} failed ({n}x): {e.__class__.__name__}: {e}; retrying in {delay:g} s")
+            return
+        if self.failures.pop(name, 0):
+            log(f"{name}: recovered")
+        self.retry_at.pop(name, None)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        self.store = open_store(self.store_url)
+        rev = None
+        last_lead = last_resync = 0.0
+        pending: set[str] = set()
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                now = time.monotonic()
+                if now - last_lead >= RENEW or not self.leading:
+                    self.lead()
+                    last_lead = now
+                if not self.leading:
+                    self.stop.wait(RENEW)
+                    rev = None
+                    continue
+                if rev is None or now - last_resync >= RESYNC:
+                    _, rev = self.store.list(keys.ROOT)
+                    pending |= set(CONTROLLERS)
+                    last_resync = now
+                for name in sorted(pending):
+                    self.run_controller(name)
+                pending = {n for n in pending if n in self.retry_at}
+                try:
+                    events = self.store.watch(keys.ROOT, rev, 1.0)
+                except Compacted:
+                    rev = None
+                    continue
+                if events:
+                    rev = events[-1].revision
+                for name, (_, watched) in CONTROLLERS.items():
+                    if any(e.key.startswith(watched) for e in events):
+                        pending.add(name)
+                delay = 0.5
+            except Exception as e:  # noqa: BLE001 - store down or stalled: back off, keep trying
+                log(f"controller-manager: {e.__class__.__name__}: {e}; retrying in {delay:g} s")
+                self.stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                rev = None
+        if self.leading:
+            try:
+                self.store.revoke(self.lease)
+            except Exception:  # noqa: BLE001 - stopping anyway; the lease expires by itself
+                pass
+        log("controller-manager stopping")
