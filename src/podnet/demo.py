@@ -16,6 +16,7 @@ import uuid
 
 import click
 
+from .agent import backends
 from .api.pod import parse_pod
 from .lab import pods as pods_mod
 from .lab import probe, topology
@@ -115,7 +116,7 @@ def _policy_step(state, pods: list[dict], names: list[str]) -> bool:
 
 
 @click.command("demo")
-@click.option("--backend", type=click.Choice(["vxlan", "host-gw"]), default="vxlan", show_default=True)
+@click.option("--backend", type=click.Choice(backends.names()), default="vxlan", show_default=True)
 @click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True)
 def demo(backend: str, store_kind: str) -> None:
     """A 3-node lab, two pods per node, a reachability grid, a NetworkPolicy and the grid again,

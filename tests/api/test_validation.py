@@ -62,11 +62,13 @@ def test_multi_document_yaml_json_and_lists():
 
 
 def test_cluster_config_defaults():
-    c = cluster.parse({"Network": "10.244.0.0/16"})
-    assert (c.subnet_len, str(c.subnet_min), str(c.subnet_max), c.backend, c.vni, c.port) == \
+    from podnet.agent import backends
+
+    c = cluster.parse({"Network": "10.244.0.0/16"}, backends=backends.parsers())
+    assert (c.subnet_len, str(c.subnet_min), str(c.subnet_max), c.backend, c.backend_conf["VNI"], c.backend_conf["Port"]) == \
         (24, "10.244.1.0", "10.244.255.0", "vxlan", 1, 8472)
     assert len(list(c.subnets())) == 255
-    assert cluster.parse(c.to_json()) == c
+    assert cluster.parse(c.to_json(), backends=backends.parsers()) == c
 
 
 @pytest.mark.parametrize("doc,field", [
@@ -83,8 +85,10 @@ def test_cluster_config_defaults():
     ({"Network": "10.244.0.0/16", "Typo": 1}, "Typo"),
 ])
 def test_bad_cluster_config_names_the_field(doc, field):
+    from podnet.agent import backends
+
     with pytest.raises(ValidationError) as e:
-        cluster.parse(doc)
+        cluster.parse(doc, backends=backends.parsers())
     assert e.value.field == field
 
 
@@ -194,3 +198,10 @@ def json_text(obj) -> str:
     import json
 
     return json.dumps(obj)
+
+
+def test_several_json_documents_separated_by_dashes():
+    text = '{"kind": "Pod", "metadata": {"name": "a"}}\n---\n{"kind": "Pod", "metadata": {"name": "b"}}\n'
+    assert [d["metadata"]["name"] for d in load_documents(text, "f")] == ["a", "b"]
+    with pytest.raises(ValidationError, match="cannot parse"):
+        load_documents('{"kind": "Pod", "metadata": {"name": "a"', "f")

@@ -1,12 +1,15 @@
-"""`podnet agent`: one per node. Holds the node's subnet lease, programs the backend, masquerades
-egress, and serves CNI requests for the node's pods. Everything it does is reconciled from the
-store, so a restarted agent converges to the same state, and pods keep their connectivity while
-it is down (the kernel state it made stays).
+"""`podnet agent`: one per node. It holds the node's subnet lease, sets up its backend (from the
+registry in podnet.agent.backends), serves CNI requests for the node's pods, and runs the
+node's controllers (routes, masquerade, proxy, policy, anti-spoofing: podnet.agent.controllers).
+Everything is reconciled from the store, so a restarted agent converges to the same state, and
+pods keep their connectivity while it is down (the kernel state it made stays).
 
-One error policy for every step of the loop (watch, lease renewal, heartbeat, routes, services,
-policy): a step that fails is logged and retried with back-off (0.5 s doubling to 30 s); the
-others keep running; nothing is fatal but a bad cluster config at start. A store that stalls or
-goes away therefore leaves the datapath as it is and the CNI socket serving (IPAM is local).
+One error policy for every step of the loop (watch, lease renewal, heartbeat, each controller):
+a step that fails is logged and retried with back-off (0.5 s doubling to 30 s); the others keep
+running; nothing is fatal but a bad cluster config or a missing underlay at start. A store that
+stalls or goes away therefore leaves the datapath as it is and the CNI socket serving (IPAM is
+local). Every 10 s a full pass runs every controller with `full=True`: they also compare the
+kernel with what they put there and repair drift.
 
 Liveness and leases are separate, as in flannel: the subnet lease lasts 24 h by default and is
 renewed long before it ends; the Node object's heartbeat (every 5 s) says whether the agent is
@@ -23,23 +26,26 @@ import sys
 import threading
 import time
 
-from ..api import cluster, keys, stored
+from ..api import cluster, keys
 from ..api.errors import ValidationError
-from ..plugins.registry import install
 from ..kernel import nft, rtnl
-from ..policy import render as policy_render
-from ..policy import world as policy_world
-from ..proxy import render as proxy
+from ..plugins.registry import install
 from ..store import Compacted, Store, open_store
-from . import antispoof, backend, leases, render, survive
+from . import antispoof, backends, host, leases
 from .cniserver import CNIServer, DelegateConfig, run_bridge
-from .tables import OwnedTable
+from .controllers import Controller
+from .controllers.antispoof import Antispoof
+from .controllers.masquerade import Masquerade
+from .controllers.policy import Policy
+from .controllers.proxy import Proxy
+from .controllers.routes import Routes
 
 CONFIG_KEY = keys.CONFIG
 RETRY_INITIAL, RETRY_MAX = 0.5, 30.0
 HEARTBEAT = 5.0
 RESYNC = 10.0
 RENEW_EVERY = 600.0  # at most: leases are renewed every min(TTL/3, this)
+CONTROLLERS = (Routes, Masquerade, Proxy, Policy, Antispoof)
 
 
 def log(msg: str) -> None:
@@ -63,8 +69,10 @@ def write_atomic(path: str, text: str) -> None:
 
 
 class Agent:
+    log = staticmethod(log)
+
     def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 24 * 3600,
-                 masquerade: bool = True) -> None:
+                 masquerade: bool = True, controllers: tuple = CONTROLLERS) -> None:
         self.node = node
         self.store_url = store_url
         self.iface = iface
@@ -79,20 +87,21 @@ class Agent:
         self.store: Store
         self.cfg: cluster.ClusterConfig
         self.lease: leases.Lease
-        self.masq_table = OwnedTable("inet", "podnet_agent", log)
-        self.guard_table = OwnedTable("ip", render.OVERLAY_TABLE, log)
-        self.policy_table = OwnedTable("ip", policy_render.TABLE, log)
-        self._proxy_model: proxy.Model | None = None
-        self._policy_revision = 0
-        self._policy_count = 0
+        self.nl: rtnl.Netlink
+        self.backend: backends.Backend
+        self.ctx: backends.NodeContext
+        self.public_ip = ""
         self.policy_status = os.path.join(state_dir, "policy-status.json")
+        self._policy_revision = 0
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
-        self.pending: set[str] = set()  # steps that failed (or were asked for) and must run again
+        self.pending: set[str] = set()  # controllers (and steps) that must run again
         self._skipped: dict[str, set[str]] = {}
         self.attachments = antispoof.Registry(os.path.join(state_dir, "attachments"), log)
-        self.full_sync = False  # set during a periodic sync: owned tables are compared with the kernel
         self.spoofed: dict[str, int] = {}  # packets dropped per pod (namespace/name or host veth)
+        self.controllers: list[Controller] = [c(self) for c in controllers]
+        self.task_threads: list[threading.Thread] = []
+        self.task_stop = threading.Event()
 
     # -- setup -----------------------------------------------------------------------------
     def wait_config(self) -> cluster.ClusterConfig:
@@ -100,12 +109,96 @@ class Agent:
         while not self.stop.is_set():
             kv = self.until_done("read config", self.store.get, CONFIG_KEY)
             if kv is not None:
-                return cluster.parse(kv.value)  # a bad config is fatal: ValidationError names the field
+                # a bad config is fatal: ValidationError names the field
+                return cluster.parse(kv.value, backends=backends.parsers())
             if not announced:
                 log(f"waiting for the cluster config at {CONFIG_KEY}")
                 announced = True
             self.stop.wait(1)
         raise SystemExit(0)
+
+    def setup_backend(self) -> None:
+        """The backend's devices and the node's lease for the current config (also after a
+        backend switch: what other backends left behind is torn down first)."""
+        under, public_ip = host.underlay(self.nl, self.iface)
+        self.public_ip = public_ip
+        self.backend = backends.get(self.cfg.backend)
+        for name in backends.names():
+            if name != self.backend.name:
+                backends.get(name).teardown(self.nl)
+        self.ctx = backends.NodeContext(self.node, self.nl, under, public_ip, self.cfg.network, self.cfg.backend_conf,
+                                        self.state_dir)
+        data = self.backend.setup(self.ctx)
+        previous = None
+        env = read_subnet_env(self.subnet_env)
+        if env.get("PODNET_SUBNET"):
+            try:
+                previous = ipaddress.ip_interface(env["PODNET_SUBNET"]).network
+            except ValueError:
+                previous = None
+        self.lease = leases.acquire(self.store, self.cfg, self.node, public_ip, data, self.ttl, previous)
+        self.backend.leased(self.ctx, self.lease)
+        mtu = under.mtu - self.backend.overhead
+        gateway = self.lease.subnet.network_address + 1
+        write_atomic(self.subnet_env, "".join(f"{k}={v}\n" for k, v in (
+            ("PODNET_NETWORK", self.cfg.network), ("PODNET_SUBNET", f"{gateway}/{self.lease.subnet.prefixlen}"),
+            ("PODNET_MTU", mtu), ("PODNET_IPMASQ", str(self.masquerade).lower()), ("PODNET_BACKEND", self.cfg.backend))))
+        write_atomic(self.conflist, json.dumps({"cniVersion": "1.0.0", "name": "podnet",
+                                                "plugins": [{"type": "podnet", "socket": self.socket_path}]}, indent=2) + "\n")
+        self.server.delegate = DelegateConfig(str(self.lease.subnet), mtu, os.path.join(self.state_dir, "ipam"), self.bin_dir)
+        self.start_task()
+        log(f"lease {self.lease.subnet} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
+
+    def start_task(self) -> None:
+        """The backend's long-running task, if it has one, in a thread restarted with back-off
+        when it raises (a previous backend's task is stopped first)."""
+        self.task_stop.set()
+        for t in self.task_threads:
+            t.join(5)
+        self.task_stop = threading.Event()
+        self.task_threads = []
+        if not self.backend.runs_task:
+            return
+        backend, ctx, stop = self.backend, self.ctx, self.task_stop
+
+        def loop() -> None:
+            delay = 0.5
+            while not stop.is_set():
+                try:
+                    backend.task(ctx, stop)
+                    delay = 0.5
+                except Exception as e:  # noqa: BLE001 - a task that dies is started again
+                    log(f"backend {backend.name}: task failed: {e.__class__.__name__}: {e}; again in {delay:g} s")
+                stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+        t = threading.Thread(target=loop, name=f"backend-{backend.name}", daemon=True)
+        t.start()
+        self.task_threads.append(t)
+
+    def put_node(self) -> None:
+        key = keys.NODES + self.node
+        kv = self.store.get(key)
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if kv is not None:
+            try:
+                created = json.loads(kv.value)["metadata"].get("creationTimestamp", created)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                pass
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}, "creationTimestamp": created},
+            "spec": {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
+                "conditions": [{"type": "Ready", "status": "True",
+                                "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
+                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
+                           "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
+                           "spoofedPackets": dict(sorted(self.spoofed.items()))},
+            },
+        }
+        self.store.put(key, json.dumps(node))
 
     # -- CNI: the bridge plugin, then anti-spoofing before the runtime hears of success -------
     def run_cni(self, env: dict, stdin: bytes) -> tuple[int, str]:
@@ -132,20 +225,6 @@ class Agent:
             valid = json.loads(stdin).get("cni.dev/valid-attachments") or []
             self.attachments.keep_only({(a.get("containerID", ""), a.get("ifname", "")) for a in valid if isinstance(a, dict)})
         return code, out
-
-    def sync_antispoof(self, nl: rtnl.Netlink) -> None:
-        """Records whose pod is gone are dropped, the table rebuilt if it drifted; drops are
-        logged per pod as they grow (and shown in the Node's status)."""
-        gone = self.attachments.sync(lambda: {link.name for link in nl.links()})
-        if gone:
-            log(f"anti-spoofing: dropped {gone} records of pods that are gone")
-        by_veth = {a.host_veth: a.pod or a.host_veth for a in self.attachments.load()}
-        drops = {by_veth.get(veth, veth): n for veth, n in self.attachments.drops().items()}
-        for who, n in sorted(drops.items()):
-            if n > self.spoofed.get(who, 0):
-                log(f"anti-spoofing: dropped {n - self.spoofed.get(who, 0)} packets from {who} "
-                    "(a source MAC or IPv4 address that is not its own)")
-        self.spoofed = drops
 
     # -- the one error policy ----------------------------------------------------------------
     def attempt(self, name: str, fn, *args, fatal: tuple = ()) -> bool:
@@ -182,112 +261,6 @@ class Agent:
             self.stop.wait(max(0.0, self._retry_at.get(name, 0.0) - time.monotonic()))
         raise SystemExit(0)
 
-    def setup_backend(self, nl: rtnl.Netlink) -> None:
-        """Backend device and lease for the current config (also after a backend switch)."""
-        under, public_ip = backend.underlay(nl, self.iface)
-        self.under, self.public_ip = under, public_ip
-        self.vx = None
-        data: dict = {}
-        if self.cfg.backend == "vxlan":
-            self.vx = backend.ensure_vxlan(nl, self.cfg, None, under, public_ip)
-            data = {"VtepMAC": self.vx.mac, "VNI": self.cfg.vni}
-        else:
-            backend.remove_vxlan_devices(nl)
-        previous = None
-        env = read_subnet_env(self.subnet_env)
-        if env.get("PODNET_SUBNET"):
-            try:
-                previous = ipaddress.ip_interface(env["PODNET_SUBNET"]).network
-            except ValueError:
-                previous = None
-        self.lease = leases.acquire(self.store, self.cfg, self.node, public_ip, data, self.ttl, previous)
-        if self.vx is not None:
-            self.vx = backend.ensure_vxlan(nl, self.cfg, self.lease.subnet, under, public_ip)
-        mtu = render.pod_mtu(self.cfg, under.mtu)
-        gateway = self.lease.subnet.network_address + 1
-        write_atomic(self.subnet_env, "".join(f"{k}={v}\n" for k, v in (
-            ("PODNET_NETWORK", self.cfg.network), ("PODNET_SUBNET", f"{gateway}/{self.lease.subnet.prefixlen}"),
-            ("PODNET_MTU", mtu), ("PODNET_IPMASQ", str(self.masquerade).lower()), ("PODNET_BACKEND", self.cfg.backend))))
-        write_atomic(self.conflist, json.dumps({"cniVersion": "1.0.0", "name": "podnet",
-                                                "plugins": [{"type": "podnet", "socket": self.socket_path}]}, indent=2) + "\n")
-        self.server.delegate = DelegateConfig(str(self.lease.subnet), mtu, os.path.join(self.state_dir, "ipam"), self.bin_dir)
-        log(f"lease {self.lease.subnet} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
-
-    def put_node(self) -> None:
-        key = keys.NODES + self.node
-        kv = self.store.get(key)
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if kv is not None:
-            try:
-                created = json.loads(kv.value)["metadata"].get("creationTimestamp", created)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
-        node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}, "creationTimestamp": created},
-            "spec": {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]},
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
-                "conditions": [{"type": "Ready", "status": "True",
-                                "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
-                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
-                           "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
-                           "spoofedPackets": dict(sorted(self.spoofed.items()))},
-            },
-        }
-        self.store.put(key, json.dumps(node))
-
-    # -- the loop --------------------------------------------------------------------------
-    def reconcile(self, nl: rtnl.Netlink) -> None:
-        all_leases, _ = leases.all_leases(self.store)
-        if not any(l.node == self.node for l in all_leases):
-            log("our lease is gone (expired or deleted): acquiring again")
-            self.setup_backend(nl)
-            all_leases, _ = leases.all_leases(self.store)
-        desired = render.render(self.cfg, self.lease, all_leases)
-        changed = backend.apply(nl, self.cfg, desired, self.under, self.vx)
-        if any(changed.values()):
-            log(f"reconciled: {changed}")
-        if self.cfg.backend == "vxlan":
-            peers = [l.public_ip for l in all_leases if l.node != self.node and l.backend_type == "vxlan"]
-            guard = render.overlay_guard(str(self.cfg.network), self.cfg.port, peers)
-        else:
-            guard = render.no_overlay_guard()
-        self.guard_table.apply(guard, check_kernel=self.full_sync)
-        if self.masquerade:
-            self.masq_table.apply(render.masquerade_rules(str(self.cfg.network)), check_kernel=self.full_sync)
-
-    def sync_services(self) -> None:
-        """The proxy ruleset from Services and their EndpointSlices (which the controller
-        manager computes), in one transaction; nothing at all when nothing changed."""
-        services, bad = stored.decode_all(self.store.list(keys.SERVICES)[0])
-        slices: dict[tuple[str, str], dict] = {}
-        for kv in self.store.list(keys.ENDPOINT_SLICES)[0]:
-            ns, _, name = kv.key[len(keys.ENDPOINT_SLICES):].partition("/")
-            try:
-                obj = json.loads(kv.value)
-            except ValueError:
-                obj = None
-            if isinstance(obj, dict) and isinstance(obj.get("items"), list) and name:
-                slices[(ns, name)] = obj
-            else:
-                bad.append(kv.key)
-        model, culprits = survive.proxy_model(services, slices, self.node, str(self.cfg.network))
-        self.report_skipped("services", bad + culprits)
-        if self._proxy_model is None:
-            if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
-                nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
-            else:
-                for batch in proxy.full_chunked(model):  # nothing there yet: fill, then switch on
-                    nft.run(batch)
-            log(f"proxy: full sync ({len(services)} services, {model.rule_count()} rules)")
-        else:
-            cmds = proxy.diff(self._proxy_model, model)
-            if cmds:
-                nft.run(cmds)
-                log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
-        self._proxy_model = model
-
     def report_skipped(self, what: str, skipped: list[str]) -> None:
         """Log the malformed stored objects a sync left out, once per change of that list."""
         if set(skipped) != self._skipped.get(what, set()):
@@ -296,26 +269,15 @@ class Agent:
                     + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
             self._skipped[what] = set(skipped)
 
-    def sync_policy(self) -> None:
-        """The node's NetworkPolicy table from the store, in one transaction (nothing at all when
-        unchanged). When nft refuses it, the previous table stays and the error policy retries."""
-        world, _ = policy_world.load_world(self.store)
-        cmds, skipped = survive.policy_commands(world, self.node)
-        self.report_skipped("policy", skipped)
-        self._policy_count = len(world.policies)
-        if not self.policy_table.apply(cmds, check_kernel=self.full_sync):
-            return
-        local = sum(1 for p in world.pods if p.node == self.node)
-        log(f"policy: table replaced ({len(world.policies)} policies, {local} local pods, {len(cmds)} commands)")
-
     def report_policy(self, revision: int) -> None:
         """policy-status.json: the enforced table reflects every store change up to `revision`
         (`podnet probe` and the tests wait on it instead of sleeping)."""
         if revision != self._policy_revision:
-            write_atomic(self.policy_status, json.dumps({"node": self.node, "revision": revision,
-                                                         "policies": self._policy_count}) + "\n")
+            count = next((c.count for c in self.controllers if isinstance(c, Policy)), 0)
+            write_atomic(self.policy_status, json.dumps({"node": self.node, "revision": revision, "policies": count}) + "\n")
             self._policy_revision = revision
 
+    # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
@@ -323,37 +285,32 @@ class Agent:
         install(self.bin_dir)
         self.store = open_store(self.store_url)
         self.cfg = self.wait_config()
-        nl = rtnl.Netlink()
+        self.nl = rtnl.Netlink()
         if not nft.use_library():  # in-process libnftables: an ADD's anti-spoofing entry costs 0.1 ms, not 3
             log("libnftables not found: running nft as a program (slower)")
-        backend.enable_forwarding()
+        host.enable_forwarding()
         self.server = CNIServer(self.socket_path)
         self.server.run_plugin = self.run_cni
         self.server.start()  # until the lease is known, ADD answers "try again later" (code 11)
         # a missing underlay is a configuration error: exit, and say so (the supervisor retries)
-        self.until_done("lease", self.setup_backend, nl, fatal=(backend.BackendError,))
+        self.until_done("lease", self.setup_backend, fatal=(host.HostError,))
         self.until_done("heartbeat", self.put_node)
         _, rev = self.until_done("list", self.store.list, keys.ROOT)
-        self.pending |= {"routes", "services", "policy", "antispoof"}
+        self.pending |= {c.name for c in self.controllers}
         last_renew = last_heartbeat = last_resync = time.monotonic()
+        full = True
         log(f"agent ready: CNI socket {self.socket_path}, config {self.conflist}")
         while not self.stop.is_set():
-            self.run_pending(nl, rev)
+            self.run_pending(rev, full)
+            full = False
             got: list = []
             if not self.attempt("watch", lambda: got.append(self.watch(rev))):
-                self.pending |= {"routes", "services", "policy"}  # events may have been missed
+                self.pending |= {c.name for c in self.controllers}  # events may have been missed
                 self.stop.wait(max(0.0, self._retry_at.get("watch", 0.0) - time.monotonic()))
                 continue
             events, rev = got[0]
+            self.mark(events)
             now = time.monotonic()
-            if any(e.key == CONFIG_KEY for e in events):
-                self.pending.add("config")
-            if any(e.key.startswith(leases.PREFIX) for e in events):
-                self.pending.add("routes")
-            if any(e.key.startswith((keys.SERVICES, keys.ENDPOINT_SLICES)) for e in events):
-                self.pending.add("services")
-            if any(e.key.startswith(policy_world.WATCHED) for e in events):
-                self.pending.add("policy")
             if now - last_renew >= min(self.ttl / 3, RENEW_EVERY):
                 if self.attempt("renew", self.renew_lease):
                     last_renew = now
@@ -361,12 +318,21 @@ class Agent:
                 if self.attempt("heartbeat", self.put_node):
                     last_heartbeat = now
             if now - last_resync >= RESYNC:
-                self.pending |= {"routes", "services", "policy", "antispoof"}
-                self.full_sync = True  # the next run_pending also compares owned tables with the kernel
+                self.pending |= {c.name for c in self.controllers}
+                full = True  # this pass also compares the kernel with what each controller put there
                 last_resync = now
         log("agent stopping (kernel state and lease are kept for the next start)")
+        self.task_stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def mark(self, events: list) -> None:
+        """Which controllers the events concern (and a config change)."""
+        if any(e.key == CONFIG_KEY for e in events):
+            self.pending.add("config")
+        for c in self.controllers:
+            if c.watches and any(e.key.startswith(c.watches) for e in events):
+                self.pending.add(c.name)
 
     def watch(self, rev: int) -> tuple[list, int]:
         """(events, revision they bring us to), waiting up to a second for the first one. When
@@ -375,34 +341,35 @@ class Agent:
             events = self.store.watch(keys.ROOT, rev, 1.0)
         except Compacted:
             _, rev = self.store.list(keys.ROOT)
-            self.pending |= {"routes", "services", "policy"}
+            self.pending |= {c.name for c in self.controllers}
             return [], rev
         return events, events[-1].revision if events else rev
 
-    def run_pending(self, nl: rtnl.Netlink, rev: int) -> None:
-        """Every pending sync, each under the error policy. Every event up to `rev` has been
-        seen, so once no policy sync is pending the table reflects `rev`: policy-status.json says so."""
-        for name, step in (("config", lambda: self.on_config_change(nl)), ("routes", lambda: self.reconcile(nl)),
-                           ("services", self.sync_services), ("policy", self.sync_policy),
-                           ("antispoof", lambda: self.sync_antispoof(nl))):
-            if name in self.pending:
-                self.pending.discard(name)
-                self.attempt(name, step)
+    def run_pending(self, rev: int, full: bool = False) -> None:
+        """Every pending controller, each under the error policy (one that fails is retried with
+        back-off; the others go on). Every event up to `rev` has been seen, so once no policy
+        sync is pending the table reflects `rev`: policy-status.json says so."""
+        if "config" in self.pending:
+            self.pending.discard("config")
+            self.attempt("config", self.on_config_change)
+        for c in self.controllers:
+            if c.name in self.pending:
+                self.pending.discard(c.name)
+                self.attempt(c.name, c.sync, full)
         if "policy" not in self.pending:
             self.report_policy(rev)
-        self.full_sync = False
 
     def renew_lease(self) -> None:
         if not self.store.keepalive(self.lease.lease_id):
             log("lease renewal found the lease gone (expired or deleted)")
-            self.pending.add("routes")  # reconcile() acquires it again
+            self.pending.add("routes")  # the routes controller acquires it again
 
-    def on_config_change(self, nl: rtnl.Netlink) -> None:
+    def on_config_change(self) -> None:
         kv = self.store.get(CONFIG_KEY)
         if kv is None:
             return
         try:
-            new = cluster.parse(kv.value)
+            new = cluster.parse(kv.value, backends=backends.parsers())
         except ValidationError as e:
             log(f"ignoring invalid cluster config: {e}")
             return
@@ -413,7 +380,6 @@ class Agent:
             return
         log(f"backend changing from {self.cfg.backend} to {new.backend}")
         self.cfg = new
-        self.setup_backend(nl)
+        self.setup_backend()
         self.put_node()
-        self.reconcile(nl)
-
+        self.pending |= {c.name for c in self.controllers}

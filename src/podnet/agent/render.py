@@ -1,14 +1,11 @@
-"""Pure renderers: the kernel state a node needs, from its own lease and everyone else's."""
+"""Pure renderers shared by the agent and its backends: the Desired routes, neighbours and FDB
+entries (each backend renders its own, in podnet.agent.backends), masquerading, and the
+overlay guard table."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-
-from ..api.cluster import ClusterConfig
-from .leases import Lease
-
-VXLAN_OVERHEAD = 50  # outer IPv4 + UDP + VXLAN headers
 
 
 @dataclass
@@ -19,34 +16,6 @@ class Desired:
     neighbours: set[tuple[str, str]] = field(default_factory=set)
     # (mac, remote underlay ip) FDB entries on the vxlan device
     fdb: set[tuple[str, str]] = field(default_factory=set)
-
-
-def vxlan_device(cfg: ClusterConfig) -> str:
-    return f"podnet.{cfg.vni}"
-
-
-def vtep_ip(subnet: ipaddress.IPv4Network) -> str:
-    """The VXLAN device's address: the subnet's network address, as flannel does (x.y.z.0/32)."""
-    return str(subnet.network_address)
-
-
-def render(cfg: ClusterConfig, me: Lease, leases: list[Lease]) -> Desired:
-    d = Desired()
-    for lease in sorted(leases, key=lambda l: l.subnet):
-        if lease.node == me.node or lease.subnet == me.subnet:
-            continue
-        if cfg.backend == "host-gw":
-            d.routes.add((str(lease.subnet), lease.public_ip, False))
-        elif lease.backend_type == "vxlan" and lease.vtep_mac:
-            # neighbour, then FDB, then route: the apply step adds them in this order
-            d.neighbours.add((vtep_ip(lease.subnet), lease.vtep_mac))
-            d.fdb.add((lease.vtep_mac, lease.public_ip))
-            d.routes.add((str(lease.subnet), vtep_ip(lease.subnet), True))
-    return d
-
-
-def pod_mtu(cfg: ClusterConfig, underlay_mtu: int) -> int:
-    return underlay_mtu - VXLAN_OVERHEAD if cfg.backend == "vxlan" else underlay_mtu
 
 
 def masquerade_rules(cluster: str) -> list[dict]:

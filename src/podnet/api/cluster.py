@@ -4,7 +4,11 @@
      "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
 
 Defaults follow flannel: SubnetLen 24 (Network's length + 2 for networks of /24 or smaller),
-SubnetMin the second subnet, SubnetMax the last one, Backend vxlan with VNI 1 and port 8472.
+SubnetMin the second subnet, SubnetMax the last one, Backend vxlan.
+
+The Backend section belongs to its backend: its Type names one, and the rest (VNI and Port for
+vxlan, ...) is checked by that backend's own parser, passed in as `backends` (the agent's
+registry, `podnet.agent.backends`): this layer knows no backend.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from .errors import ValidationError
 from .keys import CONFIG
 
-BACKENDS = ("vxlan", "host-gw")
+Parser = Callable[[dict, str], dict]  # (the Backend section, source) -> its normalized fields, or ValidationError
 
 
 @dataclass(frozen=True)
@@ -26,8 +31,11 @@ class ClusterConfig:
     subnet_min: ipaddress.IPv4Address
     subnet_max: ipaddress.IPv4Address
     backend: str
-    vni: int = 1
-    port: int = 8472
+    backend_items: tuple = ()  # the backend's own fields, normalized, as sorted (key, value) pairs
+
+    @property
+    def backend_conf(self) -> dict:
+        return dict(self.backend_items)
 
     def subnets(self):
         """Every allocatable node subnet, in order."""
@@ -38,14 +46,14 @@ class ClusterConfig:
             addr += step
 
     def to_json(self) -> str:
-        backend = {"Type": self.backend}
-        if self.backend == "vxlan":
-            backend.update({"VNI": self.vni, "Port": self.port})
+        backend = {"Type": self.backend, **self.backend_conf}
         return json.dumps({"Network": str(self.network), "SubnetLen": self.subnet_len, "SubnetMin": str(self.subnet_min),
                            "SubnetMax": str(self.subnet_max), "Backend": backend})
 
 
-def parse(doc: object, source: str = CONFIG) -> ClusterConfig:
+def parse(doc: object, source: str = CONFIG, backends: Mapping[str, Parser] | None = None) -> ClusterConfig:
+    """The config, validated; with `backends`, Backend.Type must name one of them and its
+    parser checks the rest of the section (without, the section is only checked to be an object)."""
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)
@@ -91,14 +99,14 @@ def parse(doc: object, source: str = CONFIG) -> ClusterConfig:
     if not isinstance(backend, dict):
         raise ValidationError("Backend", "must be an object such as {\"Type\": \"vxlan\"}", source)
     btype = backend.get("Type", "vxlan")
-    if btype not in BACKENDS:
-        raise ValidationError("Backend.Type", f"{btype!r} is not one of {', '.join(BACKENDS)}", source)
-    vni, port = backend.get("VNI", 1), backend.get("Port", 8472)
-    if not isinstance(vni, int) or isinstance(vni, bool) or not 0 < vni < 1 << 24:
-        raise ValidationError("Backend.VNI", f"must be an integer from 1 to 16777215, not {vni!r}", source)
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ValidationError("Backend.Port", f"must be a UDP port number, not {port!r}", source)
-    return ClusterConfig(network, subnet_len, smin, smax, btype, vni, port)
+    if not isinstance(btype, str) or not btype:
+        raise ValidationError("Backend.Type", f"must name a backend, not {btype!r}", source)
+    fields = {k: v for k, v in backend.items() if k != "Type"}
+    if backends is not None:
+        if btype not in backends:
+            raise ValidationError("Backend.Type", f"{btype!r} is not one of {', '.join(sorted(backends))}", source)
+        fields = backends[btype](fields, source)
+    return ClusterConfig(network, subnet_len, smin, smax, btype, tuple(sorted(fields.items())))
 
 
 __all__ = ["ClusterConfig", "parse", "ValidationError"]

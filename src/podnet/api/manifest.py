@@ -10,15 +10,18 @@ from .errors import ValidationError
 
 
 def load_documents(text: str, source: str) -> list[dict]:
-    text_stripped = text.lstrip()
-    try:
-        if text_stripped.startswith(("{", "[")):
+    docs = None
+    if text.lstrip().startswith(("{", "[")):
+        try:  # plain JSON: fast, and its errors are clearer
             parsed = json.loads(text)
             docs = parsed if isinstance(parsed, list) else [parsed]
-        else:
+        except (ValueError, RecursionError):
+            docs = None  # perhaps several JSON documents separated by ---: YAML reads those
+    if docs is None:
+        try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except (ValueError, yaml.YAMLError) as e:
-        raise ValidationError("(document)", f"cannot parse: {e}", source) from None
+        except (yaml.YAMLError, RecursionError, ValueError) as e:
+            raise ValidationError("(document)", f"cannot parse: {e}", source) from None
     out: list[dict] = []
     for i, doc in enumerate(docs):
         where = f"{source}[{i}]" if len(docs) > 1 else source

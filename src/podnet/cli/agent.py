@@ -19,12 +19,12 @@ import click
 def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool) -> None:
     """Hold this node's subnet lease, program host-gw or vxlan routes to every other node,
     masquerade egress, and serve CNI requests from the `podnet` plugin on a Unix socket."""
-    from ..agent.backend import BackendError
+    from ..agent.host import HostError
     from ..agent.daemon import Agent
     from ..api.errors import ValidationError
     from ..store import StoreError
 
     try:
         Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade).run()
-    except (ValidationError, StoreError, BackendError) as e:
+    except (ValidationError, StoreError, HostError) as e:
         raise click.ClickException(str(e)) from None

@@ -8,6 +8,18 @@ from ..lab import topology
 from ..lab.state import LabError, LabState, lab_dir
 
 
+def backend_names() -> list[str]:
+    from ..agent import backends
+
+    return backends.names()
+
+
+def backend_summaries() -> list[tuple[str, str]]:
+    from ..agent import backends
+
+    return [(n, backends.get(n).summary or "(no summary)") for n in backends.names()]
+
+
 def _progress(msg: str) -> None:
     click.echo(f"  {msg}")
 
@@ -21,7 +33,8 @@ def lab() -> None:
 
 @lab.command("up")
 @click.option("--nodes", default=3, show_default=True, help="How many nodes.")
-@click.option("--backend", type=click.Choice(["vxlan", "host-gw"]), default="vxlan", show_default=True)
+@click.option("--backend", type=click.Choice(backend_names()), default="vxlan", show_default=True,
+              help="How nodes reach each other's pods: " + "; ".join(f"{n}: {s}" for n, s in backend_summaries()) + ".")
 @click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
               help="sqlite: embedded file; etcd: Debian's etcd-server, started on the underlay.")
 @click.option("--name", default="lab", show_default=True, help="Lab name (prefix of its namespaces: pn-NAME-).")

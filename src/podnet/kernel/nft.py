@@ -58,10 +58,15 @@ class _Library:
         lib.nft_ctx_buffer_error(self.ctx)
         self.lock = threading.Lock()
 
-    def run(self, text: bytes) -> tuple[int, bytes, bytes]:
+    def run(self, text: bytes, note: bool = False) -> tuple[int, bytes, bytes]:
+        """Run commands; with `note`, a successful run records the generation it left (under
+        the same lock, so no command of this process slips in between)."""
         with self.lock:
             rc = self.lib.nft_run_cmd_from_buffer(self.ctx, text)
-            return rc, self.lib.nft_ctx_get_output_buffer(self.ctx) or b"", self.lib.nft_ctx_get_error_buffer(self.ctx) or b""
+            out = (rc, self.lib.nft_ctx_get_output_buffer(self.ctx) or b"", self.lib.nft_ctx_get_error_buffer(self.ctx) or b"")
+            if note and rc == 0:
+                note_own_change()
+            return out
 
 
 _library: _Library | None = None
@@ -87,7 +92,7 @@ def run(commands: list[dict]) -> None:
         return
     doc = json.dumps({"nftables": commands}).encode()
     if _library is not None:
-        rc, _, err = _library.run(doc)
+        rc, _, err = _library.run(doc, note=True)
         if rc != 0:
             raise NftError(f"nft failed: {err.decode(errors='replace').strip()}")
         return
@@ -153,3 +158,55 @@ def _without_counts(obj: object) -> object:
     if isinstance(obj, list):
         return [_without_counts(v) for v in obj]
     return obj
+
+
+# -- the ruleset generation: has anyone else changed nftables since our own last change? -------
+_NETLINK_NETFILTER = 12
+_NFT_MSG_GETGEN = (10 << 8) | 16   # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN
+_NFTA_GEN_ID = 1
+_own_generation: int | None = None
+
+
+def generation() -> int:
+    """The kernel's nftables ruleset generation in this network namespace: it changes with
+    every committed transaction, anyone's. One netlink round trip (NFT_MSG_GETGEN)."""
+    import socket
+    import struct
+
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+    try:
+        s.bind((0, 0))
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)  # nfgenmsg: family, version, res_id
+        s.send(struct.pack("=IHHII", 16 + len(body), _NFT_MSG_GETGEN, 1, 1, 0) + body)  # NLM_F_REQUEST
+        data = s.recv(65536)
+    finally:
+        s.close()
+    length, mtype = struct.unpack_from("=IH", data)
+    if mtype == 2:  # NLMSG_ERROR
+        raise NftError(f"nft: cannot read the ruleset generation (error {struct.unpack_from('=i', data, 16)[0]})")
+    offset = 16 + 4
+    while offset + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", data, offset)
+        if atype & 0x3FFF == _NFTA_GEN_ID:
+            return struct.unpack_from("!I", data, offset + 4)[0]
+        offset += (alen + 3) & ~3
+    raise NftError("nft: no generation in the kernel's answer")
+
+
+def note_own_change() -> None:
+    """Remember the generation right after a change of ours (run() does it in library mode)."""
+    global _own_generation
+    try:
+        _own_generation = generation()
+    except (OSError, NftError):
+        _own_generation = None
+
+
+def changed_by_others() -> bool:
+    """True when the ruleset changed since our own last change (or we cannot tell): then the
+    tables we own are worth comparing with what we put there. A change made by someone else
+    right between one of ours and our reading of the generation goes unnoticed until the next."""
+    try:
+        return _own_generation is None or generation() != _own_generation
+    except (OSError, NftError):
+        return True

@@ -37,15 +37,20 @@ def store_context(state: LabState):
 
 
 def cluster_config(backend: str) -> str:
-    return cluster.parse({"Network": CLUSTER_CIDR, "SubnetLen": 24, "Backend": {"Type": backend}}).to_json()
+    from ..agent import backends
+
+    return cluster.parse({"Network": CLUSTER_CIDR, "SubnetLen": 24, "Backend": {"Type": backend}},
+                         backends=backends.parsers()).to_json()
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
        ttl: int = DEFAULT_TTL) -> LabState:
     if not 1 <= nodes <= 200:
         raise LabError("--nodes must be between 1 and 200")
-    if backend not in cluster.BACKENDS:
-        raise LabError(f"--backend must be one of {', '.join(cluster.BACKENDS)}")
+    from ..agent import backends
+
+    if backend not in backends.names():
+        raise LabError(f"--backend must be one of {', '.join(backends.names())}")
     if store_kind not in ("sqlite", "etcd"):
         raise LabError("--store must be sqlite or etcd")
     leftovers = [ns for ns in list_netns() if ns.startswith(ns_prefix(name))]
