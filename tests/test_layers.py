@@ -21,11 +21,14 @@ ALLOWED = {
     "plugins": {"cni", "ipam", "kernel"},
     "runtime": set(),
     "policy": {"api"},
-    "proxy": {"api", "runtime"},  # pod readiness from supervisor status files, until the kubelet reports Ready
+    "proxy": {"api"},
     "dns": {"api", "store"},
     "apiserver": {"api", "store"},
+    "kubelet": {"api", "store", "cni", "plugins", "kernel", "runtime"},
+    "controllers": {"api", "store", "proxy", "apiserver"},
     "agent": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime"},
-    "lab": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "apiserver", "agent", "dns", "ipam"},
+    "lab": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "apiserver", "agent", "dns", "ipam",
+            "kubelet", "controllers"},
 }
 
 

@@ -169,3 +169,19 @@ def wait_for_text(read, text: str, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_wait_for_a_condition_or_a_deletion(cli, tmp_path):
+    cli("lab", "up", "--nodes", "1", "--name", cli.name)
+    cli("apply", "-f", manifest(tmp_path, [pod("ok"), pod("broken", command=["no-such-command-anywhere"])], "w.yaml"))
+    r = cli("wait", "--for=condition=Ready", "pod/ok", "--timeout", "60s")
+    assert r.stdout.strip() == "pod/ok condition met"
+    r = cli("wait", "--for=condition=Ready", "pod/broken", "--timeout", "2s", check=False)
+    assert r.returncode == 1 and "timed out waiting for the condition Ready on pods/broken" in r.stderr, r.stderr
+    r = cli("wait", "--for=condition=Ready", "pod/nobody", "--timeout", "1s", check=False)
+    assert r.returncode == 1 and "pods/nobody (not found)" in r.stderr
+    assert cli("wait", "--for=nonsense", "pod/ok", check=False).returncode == 2
+    cli("delete", "pod", "ok", "--no-wait")
+    assert cli("wait", "--for=delete", "pod/ok", "--timeout", "60s").stdout.strip() == "pod/ok deleted"
+    ready = json.loads(cli("get", "pods", "-o", "json").stdout)["items"]
+    assert [p["metadata"]["name"] for p in ready] == ["broken"]

@@ -80,14 +80,14 @@ def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] 
 def make_lab(tmp_path):
     made = []
 
-    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 24 * 3600) -> Lab:
+    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 24 * 3600, subnets: int = 1) -> Lab:
         _need_tools()
         if store == "etcd" and not shutil.which("etcd"):
             pytest.skip("etcd-server is not installed")
         name = "t" + uuid.uuid4().hex[:5]
         directory = str(tmp_path / name)
         made.append((name, directory))
-        return Lab(topology.up(name, directory, nodes, backend, store, ttl=ttl))
+        return Lab(topology.up(name, directory, nodes, backend, store, ttl=ttl, subnets=subnets))
 
     yield make
     for name, directory in made:

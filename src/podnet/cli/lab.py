@@ -38,11 +38,16 @@ def lab() -> None:
 @click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True,
               help="sqlite: embedded file; etcd: Debian's etcd-server, started on the underlay.")
 @click.option("--name", default="lab", show_default=True, help="Lab name (prefix of its namespaces: pn-NAME-).")
-def up_cmd(nodes: int, backend: str, store_kind: str, name: str) -> None:
-    """Create the lab: underlay, nodes, agents, store; wait until every node holds a subnet."""
-    click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}")
+@click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 99),
+              help="Underlay segments: nodes are spread over N L2 segments (172.31.<i>.0/24) joined by a router "
+                   "namespace, so nodes on different segments are not neighbours (host-gw cannot work; vxlan can).")
+def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int) -> None:
+    """Create the lab: underlay, nodes, agents, kubelets, controller manager, store, cluster DNS;
+    wait until every node holds a subnet."""
+    click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}"
+               + (f", {subnets} underlay segments" if subnets > 1 else ""))
     try:
-        state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress)
+        state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets)
     except LabError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")

@@ -7,7 +7,6 @@ import os
 from dataclasses import asdict, dataclass, field
 
 DEFAULT_DIR = "/var/lib/podnet/lab"
-UNDERLAY_NET = "172.31.0"  # /24 inside the lab's own namespaces only
 
 
 def lab_dir() -> str:
@@ -21,6 +20,7 @@ class NodeState:
     ip: str
     agent_pid: int = 0
     kubelet_pid: int = 0
+    number: int = 0
 
 
 @dataclass
@@ -34,6 +34,13 @@ class LabState:
     nodes: list[NodeState] = field(default_factory=list)
     etcd_pid: int = 0
     manager_pid: int = 0
+    subnets: int = 1
+
+    @property
+    def topology(self):
+        from .topo import lab_topology
+
+        return lab_topology(self.name, self.subnets)
 
     @property
     def path(self) -> str:

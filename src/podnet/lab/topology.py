@@ -19,8 +19,10 @@ from ..store.etcd_server import EtcdServer
 from ..proc import pid_alive
 from ..runtime.supervisor import command as supervised
 from ..runtime.supervisor import read_state
-from .netns_util import delete_netns, ip, kill_netns_processes, list_netns
-from .state import UNDERLAY_NET, LabError, LabState, NodeState, ns_prefix
+from .netns_util import delete_netns, kill_netns_processes, list_netns
+from . import build
+from .state import LabError, LabState, NodeState, ns_prefix
+from .topo import lab_topology
 
 Progress = Callable[[str], None]
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -44,32 +46,38 @@ def cluster_config(backend: str) -> str:
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
-       ttl: int = DEFAULT_TTL) -> LabState:
-    if not 1 <= nodes <= 200:
-        raise LabError("--nodes must be between 1 and 200")
+       ttl: int = DEFAULT_TTL, subnets: int = 1) -> LabState:
     from ..agent import backends
 
+    if not 1 <= nodes <= 200:
+        raise LabError("--nodes must be between 1 and 200")
     if backend not in backends.names():
         raise LabError(f"--backend must be one of {', '.join(backends.names())}")
     if store_kind not in ("sqlite", "etcd"):
         raise LabError("--store must be sqlite or etcd")
+    try:
+        topo = lab_topology(name, subnets)
+    except ValueError as e:
+        raise LabError(str(e)) from None
+    if subnets > 1 and backends.get(backend).one_segment:
+        raise LabError(f"backend {backend} needs every node on one L2 segment (its routes point at the other nodes "
+                       f"directly), and --subnets {subnets} puts them on {subnets} segments behind a router: "
+                       "use --backend vxlan, or --subnets 1")
     leftovers = [ns for ns in list_netns() if ns.startswith(ns_prefix(name))]
     if leftovers or os.path.exists(os.path.join(directory, "lab.json")):
         raise LabError(f"lab {name!r} is already up (or left over): run `podnet lab down` first")
-    underlay = f"pn-{name}-u"
-    state = LabState(name=name, directory=directory, backend=backend, store_kind=store_kind, store_url="", underlay=underlay)
+    state = LabState(name=name, directory=directory, backend=backend, store_kind=store_kind, store_url="",
+                     underlay=topo.underlay, subnets=subnets)
     try:
         os.makedirs(directory, exist_ok=True)
-        progress(f"underlay {underlay}: bridge br0, {UNDERLAY_NET}.0/24")
-        ip("netns", "add", underlay)
-        ip("-n", underlay, "link", "set", "lo", "up")
-        ip("-n", underlay, "link", "add", "br0", "type", "bridge")
-        ip("-n", underlay, "addr", "add", f"{UNDERLAY_NET}.1/24", "dev", "br0")
-        ip("-n", underlay, "link", "set", "br0", "up")
+        progress(f"underlay {topo.underlay}: " + ", ".join(f"{s.bridge} {s.cidr}" for s in topo.segments)
+                 + (f", joined by router {topo.router.namespace}" if topo.router else ""))
+        build.underlay(topo)
+        state.save()
         if store_kind == "etcd":
             progress("store: etcd on the underlay")
             etcd_dir = os.path.join(directory, "etcd")
-            server = EtcdServer(underlay, etcd_dir, ip=f"{UNDERLAY_NET}.1", wrap=lambda argv: supervised(
+            server = EtcdServer(topo.underlay, etcd_dir, ip=topo.outside, wrap=lambda argv: supervised(
                 argv, os.path.join(etcd_dir, "etcd.state.json"), os.path.join(etcd_dir, "etcd.log"), name="etcd",
                 backoff="1:30", reset_after=60)).start()
             state.etcd_pid = server.proc.pid
@@ -99,25 +107,29 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
 
 
 def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progress = _quiet) -> NodeState:
-    index = len(state.nodes) + 1
-    ns = f"pn-{state.name}-{node}"
-    node_ip = f"{UNDERLAY_NET}.{10 + index}"
-    progress(f"{node}: namespace {ns}, {node_ip} on the underlay")
-    ip("netns", "add", ns)
-    ip("-n", ns, "link", "set", "lo", "up")
-    ip("-n", state.underlay, "link", "add", f"u-{node}"[:15], "type", "veth", "peer", "name", "eth0", "netns", ns)
-    ip("-n", state.underlay, "link", "set", f"u-{node}"[:15], "master", "br0", "up")
-    ip("-n", ns, "addr", "add", f"{node_ip}/24", "dev", "eth0")
-    ip("-n", ns, "link", "set", "eth0", "up")
-    # Like a real node, a default route (to the underlay, which forwards nothing further): traffic
-    # to a service without endpoints then reaches the proxy's reject instead of "no route".
-    ip("-n", ns, "route", "add", "default", "via", f"{UNDERLAY_NET}.1")
-    n = NodeState(node, ns, node_ip)
+    topo = state.topology
+    number = max((_number(n) for n in state.nodes), default=0) + 1
+    spec = topo.node(node, number)
+    progress(f"{node}: namespace {spec.namespace}, {spec.ip} on {spec.segment.name}")
+    build.node(topo, spec)
+    n = NodeState(node, spec.namespace, spec.ip, number=number)
     state.nodes.append(n)
     start_agent(state, n, ttl)
     start_kubelet(state, n)
     state.save()
     return n
+
+
+def _number(n: NodeState) -> int:
+    """The node's number (labs written before it was recorded: from its name, nodeN)."""
+    if n.number:
+        return n.number
+    return int(n.name[4:]) if n.name.startswith("node") and n.name[4:].isdigit() else 0
+
+
+def node_spec(state: LabState, n: NodeState):
+    """The node's place in the topology."""
+    return state.topology.node(n.name, _number(n))
 
 
 def agent_state_path(state: LabState, node: str) -> str:
@@ -275,14 +287,14 @@ def start_dns(state: LabState, progress: Progress = _quiet) -> None:
     upstream = ""
     if dnsmasq:
         argv = [dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                f"--listen-address={UNDERLAY_NET}.1", "--pid-file", "--user=root"]  # --pid-file alone: none
+                f"--listen-address={state.topology.outside}", "--pid-file", "--user=root"]  # --pid-file alone: none
         argv += [f"--address=/{name}/{ip}" for name, ip in UPSTREAM_NAMES.items()]
         argv = supervised(argv, os.path.join(state.directory, "dnsmasq.state.json"),
                           os.path.join(state.directory, "dnsmasq.log"), name="dnsmasq", backoff="1:30", reset_after=60)
         subprocess.Popen(["ip", "netns", "exec", state.underlay, *argv], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
-        upstream = f"{UNDERLAY_NET}.1:53"
-        progress(f"upstream resolver: dnsmasq on {UNDERLAY_NET}.1 (answers {', '.join(UPSTREAM_NAMES)})")
+        upstream = f"{state.topology.outside}:53"
+        progress(f"upstream resolver: dnsmasq on {state.topology.outside} (answers {', '.join(UPSTREAM_NAMES)})")
     svc = parse_service({"apiVersion": "v1", "kind": "Service",
                          "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
                          "spec": {"clusterIP": DNS_SERVICE_IP, "selector": {"k8s-app": "kube-dns"},
@@ -306,11 +318,7 @@ def start_dns(state: LabState, progress: Progress = _quiet) -> None:
 
 def route_lb_pool(state: LabState) -> None:
     """The underlay acts as the external load balancer: ECMP route of the pool to every node."""
-    if not state.nodes:
-        subprocess.run(["ip", "-n", state.underlay, "route", "del", LB_POOL], capture_output=True)
-        return
-    hops = [arg for n in state.nodes for arg in ("nexthop", "via", n.ip)]
-    ip("-n", state.underlay, "route", "replace", LB_POOL, *hops)
+    build.load_balancer_route(state.topology, [node_spec(state, n) for n in state.nodes])
 
 
 def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) -> None:
@@ -332,8 +340,7 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
                 store.delete(lease.key)
         store.delete(f"{NODES}{node_name}")
         store.close()
-    delete_netns(node.netns)
-    subprocess.run(["ip", "-n", state.underlay, "link", "del", f"u-{node_name}"[:15]], capture_output=True)
+    build.remove_node(state.topology, node_spec(state, node))
     state.nodes = [n for n in state.nodes if n.name != node_name]
     state.save()
     route_lb_pool(state)
@@ -355,8 +362,9 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
             stop_agent(n, hard=True)
     prefix = ns_prefix(name)
     mine = [ns for ns in list_netns() if ns.startswith(prefix)]
-    # pods first, then nodes, the underlay (and etcd in it) last
-    order = sorted(mine, key=lambda ns: (0 if ns.startswith(prefix + "p-") else 2 if ns == prefix + "u" else 1, ns))
+    # pods first, then nodes, the router, the underlay (and etcd in it) last
+    order = sorted(mine, key=lambda ns: (0 if ns.startswith(prefix + "p-") else 3 if ns == prefix + "u" else
+                                         2 if ns == prefix + "r" else 1, ns))
     for ns in order:
         kill_netns_processes(ns)
     for ns in order:
