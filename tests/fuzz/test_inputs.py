@@ -42,7 +42,7 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace
        "spec": {"nodeName": "node1", "restartPolicy": "Always",
                 "containers": [{"name": "c", "command": ["sleep", "60"], "args": ["x"], "env": [{"name": "A", "value": "b"}],
                                 "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}]}]},
-       "status": {"phase": "Running", "podIP": "10.244.1.5"}}
+       "status": {"phase": "Running", "podIP": "10.244.1.5", "conditions": [{"type": "Ready", "status": "True"}]}}
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
            "spec": {"type": "NodePort", "selector": {"app": "web"}, "clusterIP": "10.96.0.50", "sessionAffinity": "ClientIP",
                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "externalTrafficPolicy": "Local",

@@ -23,13 +23,14 @@ def svc(name, **spec):
 def pod(name, ip, node, app, port=8080):
     return {"metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
             "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"name": "web", "containerPort": port}]}]},
-            "status": {"phase": "Running", "podIP": ip}}
+            "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
 def test_endpoints_resolve_named_ports_and_skip_unready():
     s = svc("web")
     pods = [pod("a", "10.244.1.2", "node1", "web"), pod("b", "10.244.2.2", "node2", "web", port=9090),
-            pod("c", "10.244.3.2", "node3", "other"), {**pod("d", "10.244.1.9", "node1", "web"), "status": {"phase": "Pending"}}]
+            pod("c", "10.244.3.2", "node3", "other"), {**pod("d", "10.244.1.9", "node1", "web"), "status": {"phase": "Pending", "podIP": "10.244.1.9",
+                                                                      "conditions": [{"type": "Ready", "status": "False"}]}}]
     out = endpoints.compute(s, pods)
     got = sorted((sl["ports"][0]["port"], ep["addresses"][0]) for sl in out["items"] for ep in sl["endpoints"])
     assert got == [(8080, "10.244.1.2"), (9090, "10.244.2.2")]
