@@ -41,7 +41,7 @@ def test_host_local_runs_in_process_only_when_asked(ours):
 
     env = {"CNI_COMMAND": "VERSION", "PATH": os.environ["PATH"]}
     path = os.path.join(ours, "host-local")
-    assert in_process("host-local") is not None and in_process("bridge") is None
+    assert in_process("host-local") is not None and in_process("loopback") is not None and in_process("bridge") is None
     executed = call(path, env, b"")
     in_proc = call(path, env, b"", resolve=in_process)
     assert executed[0] == in_proc[0] == 0 and json.loads(executed[1]) == json.loads(in_proc[1])

@@ -26,7 +26,9 @@ from ..proc import pid_alive
 from ..store import Compacted, Store, open_store
 from . import containers, sandbox, status as status_mod
 
-STATUS_POLL = 0.2   # how often container status files are read (s)
+STATUS_POLL = 0.02  # how often the container status files' mtimes are looked at (s)
+LIVENESS_POLL = 0.5 # how often the supervisors are checked to be alive (s)
+WATCH_WAIT = 0.5    # the longest a watch waits for the next pod event (s)
 RESYNC = 10.0       # full comparison of the store with what runs here (s)
 RETRY_MAX = 30.0
 
@@ -78,7 +80,8 @@ class Kubelet:
         self.stop = threading.Event()
         self.records: dict[str, Record] = {}
         self.procs: dict[str, object] = {}          # uid -> the supervisor's Popen (reaped as it exits)
-        self.seen_container: dict[str, str] = {}    # uid -> the container status last acted on
+        self.seen_container: dict[str, tuple] = {}  # uid -> (status file mtime, supervisor alive) last acted on
+        self.lock = threading.RLock()               # records and procs: the loop and the status thread
         self.failures: dict[str, tuple[int, float]] = {}  # uid -> (failed attempts, retry at)
         self.store: Store
         os.makedirs(self.records_dir, exist_ok=True)
@@ -105,12 +108,14 @@ class Kubelet:
         with open(f"{path}.tmp", "w") as f:
             json.dump(asdict(rec), f)
         os.replace(f"{path}.tmp", path)
-        self.records[rec.uid] = rec
+        with self.lock:
+            self.records[rec.uid] = rec
 
     def forget(self, rec: Record) -> None:
-        self.records.pop(rec.uid, None)
-        self.procs.pop(rec.uid, None)
-        self.seen_container.pop(rec.uid, None)
+        with self.lock:
+            self.records.pop(rec.uid, None)
+            self.procs.pop(rec.uid, None)
+            self.seen_container.pop(rec.uid, None)
         self.failures.pop(rec.uid, None)
         try:
             os.unlink(os.path.join(self.records_dir, f"{rec.uid}.json"))
@@ -171,7 +176,8 @@ class Kubelet:
             os.makedirs(pod_dir, exist_ok=True)
             proc = containers.start(rec.netns, container.name, container.command, env, rec.state_path, rec.log_path,
                                     rec.restart_policy, rec.grace)
-            self.procs[uid] = proc
+            with self.lock:
+                self.procs[uid] = proc
             rec.supervisor_pid = proc.pid
             self.save(rec)
         except (sandbox.SandboxError, OSError) as e:
@@ -205,12 +211,15 @@ class Kubelet:
         return status_mod.pod_status(pod.get("status") or {}, rec.pod_ip if rec else "", self.cfg.node_ip, container,
                                      rec.restart_policy if rec else "Always", alive, now(), problem)
 
-    def write_status(self, key: str, uid: str, pod: dict, problem: tuple[str, str] | None = None) -> None:
+    def write_status(self, key: str, uid: str, pod: dict, problem: tuple[str, str] | None = None,
+                     store: Store | None = None) -> None:
         """Write the pod's status (and podnet's annotations) if they changed; compare-and-set,
         re-read on a concurrent write (labels applied meanwhile are kept)."""
-        rec = self.records.get(uid)
+        store = store or self.store
+        with self.lock:
+            rec = self.records.get(uid)
         for _ in range(10):
-            kv = self.store.get(key)
+            kv = store.get(key)
             current = stored.decode(kv.value) if kv else None
             if current is None or current["metadata"].get("uid") != uid:
                 return  # deleted or replaced meanwhile
@@ -227,27 +236,44 @@ class Kubelet:
             current["status"] = new_status
             if annotations:
                 current["metadata"]["annotations"] = annotations
-            if self.store.cas(key, json.dumps(current), kv.mod_revision):
+            if store.cas(key, json.dumps(current), kv.mod_revision):
                 return
 
-    def poll_statuses(self) -> None:
-        """Write the status of every pod whose container status changed since it was written."""
-        for uid, proc in list(self.procs.items()):
-            if proc.poll() is not None:  # the supervisor exited (restartPolicy said stop): reap it
-                self.procs.pop(uid, None)
-        for rec in list(self.records.values()):
-            if not rec.supervisor_pid:
-                continue
-            container = status_mod.container_status(rec.container, rec.state_path, rec.supervisor_pid)
-            fingerprint = json.dumps(container, sort_keys=True)
-            if self.seen_container.get(rec.uid) == fingerprint:
-                continue
-            kv = self.store.get(rec.key)
-            pod = stored.decode(kv.value) if kv else None
-            if pod is None:
-                continue
-            self.write_status(rec.key, rec.uid, pod)
-            self.seen_container[rec.uid] = fingerprint
+    def status_loop(self) -> None:
+        """Its own thread (and store connection): report a container's status as soon as its
+        supervisor writes it (the file's mtime changes) or dies, without waiting for the loop."""
+        store = open_store(self.cfg.store_url)
+        last_liveness = 0.0
+        alive: dict[str, bool] = {}
+        while not self.stop.is_set():
+            try:
+                check_alive = time.monotonic() - last_liveness >= LIVENESS_POLL
+                with self.lock:
+                    records = [r for r in self.records.values() if r.supervisor_pid]
+                    for uid, proc in list(self.procs.items()):
+                        if proc.poll() is not None:  # the supervisor exited (restartPolicy said stop): reap it
+                            self.procs.pop(uid, None)
+                for rec in records:
+                    if check_alive:
+                        alive[rec.uid] = pid_alive(rec.supervisor_pid)
+                    try:
+                        mtime = os.stat(rec.state_path).st_mtime_ns
+                    except OSError:
+                        mtime = 0
+                    seen = (mtime, alive.get(rec.uid, True))
+                    if self.seen_container.get(rec.uid) == seen:
+                        continue
+                    kv = store.get(rec.key)
+                    pod = stored.decode(kv.value) if kv else None
+                    if pod is not None:
+                        self.write_status(rec.key, rec.uid, pod, store=store)
+                    self.seen_container[rec.uid] = seen
+                if check_alive:
+                    last_liveness = time.monotonic()
+                self.stop.wait(STATUS_POLL)
+            except Exception as e:  # noqa: BLE001 - the store failed: say so, keep going
+                log(f"kubelet status: {e.__class__.__name__}: {e}")
+                self.stop.wait(1)
 
     # -- the loop --------------------------------------------------------------------------------
     def full_sync(self) -> int:
@@ -270,9 +296,10 @@ class Kubelet:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         self.store = open_store(self.cfg.store_url)
         self.load_records()
+        threading.Thread(target=self.status_loop, name="status", daemon=True).start()
         delay = 0.5
         rev = None
-        last_resync = last_poll = 0.0
+        last_resync = 0.0
         log(f"kubelet for {self.cfg.node}: {len(self.records)} pods on record")
         while not self.stop.is_set():
             try:
@@ -281,7 +308,7 @@ class Kubelet:
                     rev = self.full_sync()
                     last_resync = now_m
                 try:
-                    events = self.store.watch(keys.PODS, rev, STATUS_POLL)
+                    events = self.store.watch(keys.PODS, rev, WATCH_WAIT)
                 except Compacted:
                     rev = None
                     continue
@@ -289,9 +316,6 @@ class Kubelet:
                     rev = ev.revision
                     pod = stored.decode(ev.value) if ev.type == "put" else None
                     self.reconcile(ev.key, pod)
-                if time.monotonic() - last_poll >= STATUS_POLL:
-                    self.poll_statuses()
-                    last_poll = time.monotonic()
                 delay = 0.5
             except Exception as e:  # noqa: BLE001 - the store or the kernel failed: back off, pods keep running
                 log(f"kubelet: {e.__class__.__name__}: {e}; retrying in {delay:g} s")

@@ -20,12 +20,17 @@ PLUGINS = {
 
 
 def in_process(name: str):
-    """The Plugin to run in-process for one of podnet's executables, or None (exec it): only
-    host-local, which is cheap and touches files only."""
+    """The Plugin to run in-process for one of podnet's executables, or None (exec it):
+    host-local (files only) and loopback (one link in the container's namespace, entered by
+    the calling thread and left again), which cost far less than an interpreter start."""
     if name == "host-local":
         from . import host_local
 
         return host_local.PLUGIN
+    if name == "loopback":
+        from . import loopback
+
+        return loopback.PLUGIN
     return None
 
 

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
 """
 KEEP_EVENTS = 20000
-POLL = 0.05
+POLL = 0.02  # how often a waiting watch looks at the event log (s)
 
 
 class SQLiteStore(WatchIterMixin):
