@@ -9,10 +9,11 @@ import os
 import podnet
 
 ROOT = os.path.dirname(os.path.abspath(podnet.__file__))
-BASE = {"fastjson", "proc"}
+BASE = {"fastjson", "proc", "serving"}
 ALLOWED = {
     "fastjson": set(),
     "proc": set(),
+    "serving": set(),
     "kernel": {"fastjson"},
     "store": set(),
     "api": set(),

@@ -24,6 +24,7 @@ import threading
 import time
 
 from ..cni.skel import dispatch
+from ..serving import BoundedThreadingMixIn
 from ..plugins import bridge
 
 MAX_REQUEST = 1 << 20
@@ -126,8 +127,7 @@ class _Handler(socketserver.BaseRequestHandler):
             pass  # the client went away
 
 
-class CNIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class CNIServer(BoundedThreadingMixIn, socketserver.UnixStreamServer):
     request_queue_size = 128
 
     def __init__(self, path: str, max_handlers: int = MAX_HANDLERS, request_timeout: float = REQUEST_TIMEOUT) -> None:
@@ -138,24 +138,10 @@ class CNIServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         # (env, stdin) -> (code, stdout): the bridge plugin in-process; the agent wraps it to
         # record each attachment (anti-spoofing) before an ADD's success reaches the runtime
         self.run_plugin = run_bridge
-        self.slots = threading.BoundedSemaphore(max_handlers)
+        self.bound(max_handlers)
         self.request_timeout = request_timeout
         super().__init__(path, _Handler)
         os.chmod(path, 0o600)
-
-    def process_request(self, request, client_address) -> None:
-        self.slots.acquire()  # backpressure: the accept loop waits while every slot is busy
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, name="cni-server", daemon=True)

@@ -20,6 +20,7 @@ from dnslib import CNAME, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, A, DNSRecord
 from dnslib.server import BaseResolver
 
 from ..api.keys import ENDPOINT_SLICES, ROOT, SERVICES
+from ..serving import BoundedThreadingMixIn
 from ..store import Compacted, Store, open_store
 from . import records
 
@@ -339,28 +340,13 @@ def _recv_exactly(conn: socket.socket, n: int) -> bytes | None:
     return buf
 
 
-class TCPServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
+class TCPServer(BoundedThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
     def __init__(self, resolver: ClusterResolver, host: str, port: int, max_connections: int = TCP_MAX_CONNECTIONS) -> None:
         self.resolver = resolver
-        self.slots = threading.BoundedSemaphore(max_connections)
+        self.bound(max_connections)
         super().__init__((host, port), _TCPHandler)
-
-    def process_request(self, request, client_address) -> None:
-        self.slots.acquire()  # at most max_connections at once; the rest wait in the backlog
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
 
 
 def serve(store_url: str, listen: str, zone: str, upstream: str) -> None:
