@@ -341,14 +341,6 @@ def _lab_node_columns(state):
     return [("AGENT", agent), ("SPOOFED", spoofed)]
 
 
-def pod_status_text(pod: dict) -> str:
-    return kinds.pod_status_text(pod)
-
-
-def selector_text(selector: dict) -> str:
-    return kinds.selector_text(selector)
-
-
 def _pod(store, namespace: str, name: str) -> dict:
     pod = objects.get(store, kinds.BY_KIND["Pod"], namespace, name)
     if pod is None:

@@ -22,10 +22,6 @@ def apply_network_policy(store: Store, policy: dict) -> str:
     return objects.apply(store, policy)
 
 
-def delete_network_policy(store: Store, namespace: str, name: str) -> bool:
-    return objects.delete(store, NETWORK_POLICY, namespace, name)
-
-
 def apply_namespace(store: Store, namespace: dict) -> str:
     return objects.apply(store, namespace)
 

@@ -3,8 +3,6 @@ when it is written; a Deployment's replicas are made by the controller manager."
 
 from __future__ import annotations
 
-import time
-
 from ..api import kinds
 from ..apiserver import objects
 from ..store import Store
@@ -45,15 +43,3 @@ def scale(state: LabState, store: Store, namespace: str, name: str, replicas: in
 
 def delete_deployment(state: LabState, store: Store, namespace: str, name: str) -> bool:
     return objects.delete(store, DEPLOYMENT, namespace, name)
-
-
-def wait_replicas(store: Store, namespace: str, name: str, timeout: float = 60.0) -> bool:
-    """Until the Deployment's pods are all Ready (its status says so)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dep = objects.get(store, DEPLOYMENT, namespace, name)
-        if dep is not None and dep.get("status", {}).get("readyReplicas", 0) == dep["spec"]["replicas"] \
-                and dep["status"].get("replicas") == dep["spec"]["replicas"]:
-            return True
-        time.sleep(0.05)
-    return False
