@@ -79,3 +79,22 @@ def test_a_rule_deleted_by_hand_from_the_proxy_table_comes_back(make_lab):
         print(f"restored after {time.monotonic() - t0:.1f} s (full sync every {RESYNC:g} s)")
         first, err, _ = probe.tcp_exchange(node, svc["spec"]["clusterIP"], 80)
         assert not err and first.split(" ")[-1] == "web", (first, err)
+
+
+def test_a_restarted_kubelet_adopts_its_pods(make_lab):
+    from podnet.lab import topology
+
+    with Cluster(make_lab(1)) as c:
+        web = pod(c, "web", "node1")
+        supervisor = int(web["metadata"]["annotations"]["podnet.io/pid"])
+        kubelet_state = topology.kubelet_state_path(c.state, "node1")
+        os.kill(read_state(kubelet_state)["pid"], signal.SIGKILL)  # its supervisor starts it again
+        assert wait_for(lambda: (read_state(kubelet_state) or {}).get("restartCount") == 1
+                        and "running" in read_state(kubelet_state)["state"], 15)
+        time.sleep(1)
+        again = pods_mod.get_pod(c.store, "default", "web")
+        assert int(again["metadata"]["annotations"]["podnet.io/pid"]) == supervisor  # the same pod, not a new one
+        assert probe.ping(c.state.node("node1").netns, web["status"]["podIP"])
+        assert pods_mod.delete_pod(c.state, c.store, "default", "web", timeout=30)  # and it can still stop it
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert web["metadata"]["annotations"]["podnet.io/netns"] not in netns

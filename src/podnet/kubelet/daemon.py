@@ -144,7 +144,12 @@ class Kubelet:
             self.store.delete(key)  # gone from the cluster now that nothing of it runs here
             log(f"pod {key[len(keys.PODS):]}: deleted")
             return
-        if uid not in self.records:
+        rec = self.records.get(uid)
+        if rec is not None and not rec.supervisor_pid:
+            # a start that a previous kubelet did not finish (it died midway): undo it, start afresh
+            self.teardown(rec, "an unfinished start", quiet=True)
+            rec = None
+        if rec is None:
             self.start_pod(key, pod)
 
     def start_pod(self, key: str, pod: dict) -> None:
