@@ -21,7 +21,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from podnet.cni.install import install  # noqa: E402
+from podnet.plugins.registry import install  # noqa: E402
 from podnet.kernel import netns  # noqa: E402
 
 REFERENCE = "/usr/lib/cni"

@@ -127,7 +127,9 @@ def dns_qps(tag: str, names: int, seconds: int) -> tuple[float, float] | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connects", type=int, default=300)
-    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--sizes", default="1000,10000", help="services for the sync figures")
+    ap.add_argument("--latency-sizes", default="10,10000", help="services for the connect-latency figures")
+    ap.add_argument("--dns-seconds", type=int, default=5, help="dnsperf duration per server")
     args = ap.parse_args()
     tag = "b" + uuid.uuid4().hex[:4]
     client, node, server = topology(tag)
@@ -156,7 +158,7 @@ def main() -> None:
                   f"{'0 cmds' if not unchanged else str(len(unchanged)) + ' cmds':>11}")
         print(f"first-packet TCP connect latency through a ClusterIP ({args.connects} connects; microseconds)")
         print(f"  {'services':>9}{'verdict map p50':>17}{'p95':>8}{'linear chain p50':>18}{'p95':>8}{'ratio p50':>11}")
-        for n in (10, 10000):
+        for n in (int(x) for x in args.latency_sizes.split(",")):
             services, slices = synthetic(n, target_endpoint=SERVER_IP)
             model = render.render(services, slices, "n", "10.244.0.0/16")
             row = []
@@ -171,9 +173,9 @@ def main() -> None:
     finally:
         stop.set()
         remove(client, node, server)
-    qps = dns_qps(tag, 1000, 5)
+    qps = dns_qps(tag, 1000, args.dns_seconds)
     if qps:
-        print("DNS queries per second, 1,000 service names, dnsperf 5 s (higher is better)")
+        print(f"DNS queries per second, 1,000 service names, dnsperf {args.dns_seconds} s (higher is better)")
         ratio = f"{qps[0] / qps[1]:.2f}x" if qps[1] else "n/a (no dnsmasq rate)"
         print(f"  podnet dns {qps[0]:.0f}   dnsmasq {qps[1]:.0f}   ratio {ratio}")
 

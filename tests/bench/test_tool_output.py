@@ -34,3 +34,22 @@ def test_iperf3_without_a_result_is_a_reason(stdout, why):
 def test_iperf3_with_a_result_is_read():
     doc = {"end": {"sum_received": {"bits_per_second": 12.5e9}}}
     assert load("pod_network")._bits_per_second(json.dumps(doc), "") == (12.5e9, "")
+
+
+SMOKE = [("cni_latency", ["-n", "2"]), ("agent_cni_latency", ["-n", "2"]), ("antispoof", ["-r", "2", "-n", "5"]),
+         ("policy", ["--policies", "20", "--pods", "30", "--connects", "60"]),
+         ("pod_network", ["-t", "1", "-n", "1"]),
+         ("services", ["--sizes", "20", "--latency-sizes", "10", "--connects", "10", "--dns-seconds", "1"])]
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize("name,args", SMOKE, ids=[s[0] for s in SMOKE])
+def test_every_bench_runs_to_its_end_on_a_tiny_size(name, args):
+    """`make bench` must finish: each bench, run small, ends with its figures and no traceback."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, os.path.join(BENCH, f"{name}.py"), *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout[-2000:] + r.stderr[-3000:]
+    assert r.stdout.strip(), "no figures printed"
