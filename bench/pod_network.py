@@ -4,7 +4,9 @@
 Measured in the same run: a veth pair between two namespaces (the reference), pods on the
 same node, pods on two nodes with host-gw, and pods on two nodes with vxlan (a lab per
 backend, so each gets its own MTU). Then, in the vxlan lab: the time from asking for a pod on
-node2 to the first ping reply it sends to a pod on node1.
+node2 to the first ping reply it sends to a pod on node1. "Asking" is an apply, as with
+kubectl; the pod counts as created when node2's kubelet reports its container running (CNI ADD
+through the agent, the container started under its supervisor, the status written back).
 """
 
 from __future__ import annotations
@@ -145,8 +147,8 @@ def main() -> None:
         print("pod created on node2 -> first ping reply: no samples")
         return
     print(f"pod created on node2 -> first ping reply from a pod on node1 (vxlan), {len(total)} samples (ms):")
-    print(f"  create (CNI ADD via agent + process start)  p50 {statistics.median(made):.1f}   max {max(made):.1f}")
-    print(f"  create + first reply                        p50 {statistics.median(total):.1f}   max {max(total):.1f}")
+    print(f"  apply -> kubelet reports it running         p50 {statistics.median(made):.1f}   max {max(made):.1f}")
+    print(f"  ... + first reply                           p50 {statistics.median(total):.1f}   max {max(total):.1f}")
 
 
 if __name__ == "__main__":
