@@ -98,3 +98,22 @@ def test_a_restarted_kubelet_adopts_its_pods(make_lab):
         assert pods_mod.delete_pod(c.state, c.store, "default", "web", timeout=30)  # and it can still stop it
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert web["metadata"]["annotations"]["podnet.io/netns"] not in netns
+
+
+def test_a_pod_asked_for_while_its_node_cannot_wire_it_waits_then_starts(make_lab):
+    from podnet.lab import topology
+
+    with Cluster(make_lab(1)) as c:
+        node = c.state.node("node1")
+        topology.stop_agent(node, hard=True)  # the CNI socket is gone: ADD fails ("agent is not reachable")
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "early"},
+               "spec": {"nodeName": "node1", "containers": [{"name": "c", "command": ECHO}]}}
+        early = pods_mod.create_pod(c.state, c.store, parse_pod(doc, "test"), wait=False)
+        waiting = wait_for(lambda: (pods_mod.get_pod(c.store, "default", "early").get("status", {})
+                                    .get("containerStatuses") or [{}])[0].get("state", {}).get("waiting"), 15)
+        assert waiting and waiting["reason"] == "ContainerCreating" and "CNI ADD failed" in waiting["message"], waiting
+        assert pods_mod.get_pod(c.store, "default", "early")["status"]["phase"] == "Pending"
+        topology.start_agent(c.state, node)
+        topology.wait_ready(c.state, ["node1"])
+        started = pods_mod.wait_pod(c.store, "default", "early", timeout=45)
+        assert started["status"]["podIP"] and early is not None

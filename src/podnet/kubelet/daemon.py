@@ -82,7 +82,7 @@ class Kubelet:
         self.procs: dict[str, object] = {}          # uid -> the supervisor's Popen (reaped as it exits)
         self.seen_container: dict[str, tuple] = {}  # uid -> (status file mtime, supervisor alive) last acted on
         self.lock = threading.RLock()               # records and procs: the loop and the status thread
-        self.failures: dict[str, tuple[int, float]] = {}  # uid -> (failed attempts, retry at)
+        self.failures: dict[str, tuple[int, float, str]] = {}  # uid -> (failed attempts, retry at, pod key)
         self.store: Store
         os.makedirs(self.records_dir, exist_ok=True)
 
@@ -154,7 +154,7 @@ class Kubelet:
 
     def start_pod(self, key: str, pod: dict) -> None:
         uid = pod["metadata"].get("uid", "")
-        attempts, retry_at = self.failures.get(uid, (0, 0.0))
+        attempts, retry_at, _ = self.failures.get(uid, (0, 0.0, key))
         if time.monotonic() < retry_at:
             return
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -188,13 +188,24 @@ class Kubelet:
         except (sandbox.SandboxError, OSError) as e:
             self.teardown(rec, f"could not start: {e}", quiet=True)
             delay = min(2.0 ** attempts, RETRY_MAX)
-            self.failures[uid] = (attempts + 1, time.monotonic() + delay)
+            self.failures[uid] = (attempts + 1, time.monotonic() + delay, key)
             log(f"pod {ns}/{name}: {e}; trying again in {delay:g} s")
             self.write_status(key, uid, pod, problem=("ContainerCreating", str(e)))
             return
         self.failures.pop(uid, None)
         log(f"pod {ns}/{name}: started, {rec.pod_ip} in {rec.netns}")
         self.write_status(key, uid, pod)
+
+    def retry_due(self) -> None:
+        """Pods whose start failed and whose back-off is over: try again (without waiting for
+        the next event or the full pass)."""
+        now_m = time.monotonic()
+        for uid, (_, retry_at, key) in list(self.failures.items()):
+            if retry_at <= now_m and uid not in self.records:
+                kv = self.store.get(key)
+                self.reconcile(key, stored.decode(kv.value) if kv else None)
+                if kv is None:
+                    self.failures.pop(uid, None)
 
     def teardown(self, rec: Record, why: str, grace: float | None = None, quiet: bool = False) -> None:
         if rec.supervisor_pid:
@@ -321,6 +332,7 @@ class Kubelet:
                     rev = ev.revision
                     pod = stored.decode(ev.value) if ev.type == "put" else None
                     self.reconcile(ev.key, pod)
+                self.retry_due()
                 delay = 0.5
             except Exception as e:  # noqa: BLE001 - the store or the kernel failed: back off, pods keep running
                 log(f"kubelet: {e.__class__.__name__}: {e}; retrying in {delay:g} s")
