@@ -13,6 +13,7 @@ import pytest
 from podnet.agent import antispoof
 from podnet.kernel import netns as kns
 from podnet.kernel import nft
+from tests.raw_packets import SEND_UDP
 
 RESULT = {"cniVersion": "1.1.0",
           "interfaces": [{"name": "cni0", "mac": "aa:aa:aa:aa:aa:01"}, {"name": "veth1234abcd", "mac": "aa:aa:aa:aa:aa:02"},
@@ -90,14 +91,6 @@ class Node:
                              capture_output=True, text=True, check=True).stdout
         return next(i["counter"]["packets"] for i in json.loads(out)["nftables"] if "counter" in i)
 
-
-SEND_UDP = """
-import socket, struct, sys
-src, dst, payload = sys.argv[1], sys.argv[2], sys.argv[3].encode()
-udp = struct.pack("!HHHH", 4000, 9999, 8 + len(payload), 0) + payload
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + udp, (dst, 0))
-"""
 
 RECV_UDP = """
 import socket, sys

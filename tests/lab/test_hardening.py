@@ -24,6 +24,7 @@ from podnet.lab import pods as pods_mod
 from podnet.lab import policies, topology
 from podnet.runtime.supervisor import read_state
 from tests.lab.conftest import wait_for
+from tests.raw_packets import SEND_UDP
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -38,13 +39,6 @@ while True:
     print(addr[0], data.decode(errors="replace"), flush=True)
 """
 
-SEND = """
-import socket, struct, sys
-src, dst, payload = sys.argv[1], sys.argv[2], sys.argv[3].encode()
-udp = struct.pack("!HHHH", 40000, 9999, 8 + len(payload), 0) + payload
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + udp, (dst, 0))
-"""
 
 VXLAN = """
 import socket, struct, sys
@@ -123,11 +117,11 @@ def test_forged_sources_never_pass_a_policy(make_lab, backend):
     c.policy("m-deny-egress", {"podSelector": {"matchLabels": {"role": "m"}}, "policyTypes": ["Egress"]})
     time.sleep(0.5)  # the listeners bind
     for where, t in targets.items():
-        c.run(a, sys.executable, "-c", SEND, ip_of(a), ip_of(t), f"from-a-{where}")
-        c.run(m, sys.executable, "-c", SEND, ip_of(m), ip_of(t), f"m-own-{where}")
-        c.run(m, sys.executable, "-c", SEND, ip_of(a), ip_of(t), f"m-as-a-{where}")   # ingress bypass attempt
-    c.run(m, sys.executable, "-c", SEND, ip_of(a), ip_of(open_target), "m-as-a-egress")  # egress bypass attempt
-    c.run(a, sys.executable, "-c", SEND, ip_of(a), ip_of(open_target), "from-a-open")
+        c.run(a, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(t), f"from-a-{where}")
+        c.run(m, sys.executable, "-c", SEND_UDP, ip_of(m), ip_of(t), f"m-own-{where}")
+        c.run(m, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(t), f"m-as-a-{where}")   # ingress bypass attempt
+    c.run(m, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(open_target), "m-as-a-egress")  # egress bypass attempt
+    c.run(a, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(open_target), "from-a-open")
     for where, t in targets.items():
         assert wait_for(lambda t=t, where=where: f"from-a-{where}" in c.received(t), 5), (where, c.received(t))
     assert wait_for(lambda: "from-a-open" in c.received(open_target), 5)
@@ -157,7 +151,7 @@ def test_vxlan_from_a_pod_is_never_decapsulated(make_lab):
     c.run(m, sys.executable, "-c", VXLAN, node2.ip, "8472", vtep["node2"], ip_of(a), ip_of(t), "injected-remote")
     c.run(t, sys.executable, "-c", VXLAN, node2.ip, "8472", vtep["node2"], ip_of(a), ip_of(t), "injected-local")
     c.run(m, sys.executable, "-c", VXLAN, node1.ip, "8472", vtep["node1"], ip_of(a), ip_of(t), "injected-via-node1")
-    c.run(a, sys.executable, "-c", SEND, ip_of(a), ip_of(t), "from-a")
+    c.run(a, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(t), "from-a")
     assert wait_for(lambda: "from-a" in c.received(t), 5)
     time.sleep(0.5)
     assert c.received(t) == ["from-a"]
@@ -168,7 +162,7 @@ def test_vxlan_from_a_pod_is_never_decapsulated(make_lab):
         dropped += next(i["counter"]["packets"] for i in json.loads(out)["nftables"] if "counter" in i)
     assert dropped == 3
     # and the pods still reach each other through the real overlay
-    c.run(a, sys.executable, "-c", SEND, ip_of(a), ip_of(t), "from-a-again")
+    c.run(a, sys.executable, "-c", SEND_UDP, ip_of(a), ip_of(t), "from-a-again")
     assert wait_for(lambda: "from-a-again" in c.received(t), 5)
 
 
