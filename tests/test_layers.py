@@ -18,7 +18,7 @@ ALLOWED = {
     "store": set(),
     "api": set(),
     "cni": {"fastjson"},
-    "ipam": {"cni"},
+    "ipam": {"cni", "api", "store"},
     "plugins": {"cni", "ipam", "kernel"},
     "runtime": set(),
     "policy": {"api"},

@@ -15,3 +15,11 @@ DEPLOYMENTS = "/podnet/deployments/"
 NODES = "/podnet/nodes/"
 NAMESPACES = "/podnet/namespaces/"
 NETWORK_POLICIES = "/podnet/networkpolicies/"
+IPPOOLS = "/podnet/ippools/"           # <name>: IPPool (routed mode: where pod addresses come from)
+BGP_CONFIGURATIONS = "/podnet/bgpconfigurations/"  # default: AS number, mesh or route reflectors
+
+# IPAM of the routed mode (Calico's model, podnet.ipam.blocks)
+IPAM_BLOCKS = "/podnet/ipam/blocks/"          # <a.b.c.d>-<len>: a block, its owner (affinity) and allocations
+IPAM_AFFINITIES = "/podnet/ipam/affinities/"  # <node>/<a.b.c.d>-<len>: index of the blocks a node owns
+IPAM_HANDLES = "/podnet/ipam/handles/"        # <handle>: the address one attachment holds (to release it)
+IPAM_BORROWED = "/podnet/ipam/borrowed/"      # <a.b.c.d>: an address a node took from another node's block

@@ -13,6 +13,7 @@ from typing import Callable
 
 from . import keys
 from .deployment import parse_deployment
+from .ippool import parse_bgp_configuration, parse_ippool
 from .networkpolicy import parse_namespace, parse_network_policy
 from .pod import parse_pod
 from .service import parse_service
@@ -191,6 +192,19 @@ KINDS: tuple[Kind, ...] = (
                   Column("ROLES", lambda o: "<none>"), AGE, Column("VERSION", lambda o: "podnet")),
          wide=(Column("INTERNAL-IP", node_address), Column("POD-CIDR", lambda o: o["spec"].get("podCIDR", "")),
                Column("BACKEND", lambda o: o.get("status", {}).get("podnet", {}).get("backend", "")))),
+    Kind("IPPool", "podnet.io/v1", "ippools", ("ippool", "ippools", "ipp"), keys.IPPOOLS,
+         namespaced=False, parse=parse_ippool, rank=0, group="podnet.io",
+         columns=(NAME, Column("CIDR", lambda o: o["spec"]["cidr"]),
+                  Column("SELECTOR", lambda o: o["spec"].get("nodeSelector", "all()")), AGE),
+         wide=(Column("BLOCKSIZE", lambda o: str(o["spec"]["blockSize"])), Column("VXLANMODE", lambda o: o["spec"]["vxlanMode"]),
+               Column("IPIPMODE", lambda o: o["spec"]["ipipMode"]),
+               Column("NAT", lambda o: str(o["spec"]["natOutgoing"]).lower()),
+               Column("DISABLED", lambda o: str(o["spec"]["disabled"]).lower())), labels_column=False),
+    Kind("BGPConfiguration", "podnet.io/v1", "bgpconfigurations", ("bgpconfiguration", "bgpconfigurations", "bgpconfig"),
+         keys.BGP_CONFIGURATIONS, namespaced=False, parse=parse_bgp_configuration, rank=0, group="podnet.io",
+         columns=(NAME, Column("ASNUMBER", lambda o: str(o["spec"]["asNumber"])),
+                  Column("MESH", lambda o: str(o["spec"]["nodeToNodeMeshEnabled"]).lower()),
+                  Column("ROUTE-REFLECTORS", lambda o: o["spec"]["routeReflectorSelector"]), AGE), labels_column=False),
     Kind("Endpoints", "v1", "endpoints", ("endpoints", "ep", "endpointslices"), keys.ENDPOINT_SLICES, writable=False,
          columns=(NAME, Column("ENDPOINTS", endpoints_text)), labels_column=False),
 )

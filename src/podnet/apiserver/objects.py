@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 
-from ..api import keys, kinds, stored
+from ..api import ippool, keys, kinds, stored
 from ..api.errors import ValidationError
 from ..store import Store
 from .allocate import allocate, release_all
@@ -104,7 +104,24 @@ def _prepare(store: Store, kind: kinds.Kind, obj: dict, previous: dict | None) -
         meta["generation"] = old_meta.get("generation", 0) + (previous is None or previous["spec"] != obj["spec"])
     elif kind.kind == "Pod":
         obj = _prepare_pod(store, obj, previous)
+    elif kind.kind == "IPPool":
+        _admit_pool(store, obj, previous)
     return obj
+
+
+def _admit_pool(store: Store, pool: dict, previous: dict | None) -> None:
+    """cidr and blockSize never change; pools do not overlap and stay in the cluster network."""
+    others, _ = list_objects(store, kinds.BY_KIND["IPPool"])
+    kv = store.get(keys.CONFIG)
+    network = None
+    if kv is not None:
+        try:
+            network = json.loads(kv.value).get("Network")
+        except (ValueError, AttributeError):
+            network = None
+    problem = ippool.pool_problem_with(pool, previous, others, network if isinstance(network, str) else None)
+    if problem is not None:
+        raise problem
 
 
 def _prepare_pod(store: Store, pod: dict, previous: dict | None) -> dict:
