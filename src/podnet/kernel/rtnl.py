@@ -311,8 +311,9 @@ class Netlink:
             attrs += attr_u32(IFLA_MTU, mtu)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
 
-    def add_veth(self, name: str, peer: str, mtu: int = 0, peer_netns_fd: int | None = None) -> None:
-        """Create a veth pair `name` here and `peer` in the namespace open at `peer_netns_fd`."""
+    def add_veth(self, name: str, peer: str, mtu: int = 0, peer_netns_fd: int | None = None, mac: str = "") -> None:
+        """Create a veth pair `name` here (with MAC `mac` when given) and `peer` in the
+        namespace open at `peer_netns_fd`."""
         peer_attrs = attr_str(IFLA_IFNAME, peer)
         if mtu:
             peer_attrs += attr_u32(IFLA_MTU, mtu)
@@ -323,6 +324,8 @@ class Netlink:
         attrs = attr_str(IFLA_IFNAME, name) + nested(IFLA_LINKINFO, info)
         if mtu:
             attrs += attr_u32(IFLA_MTU, mtu)
+        if mac:
+            attrs += attr(IFLA_ADDRESS, bytes(int(x, 16) for x in mac.split(":")))
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
 
     def set_link(self, index: int, *, up: bool | None = None, promisc: bool | None = None,

@@ -15,13 +15,15 @@ PLUGINS = {
     "loopback": "podnet.plugins.loopback",
     "portmap": "podnet.plugins.portmap",
     "ptp": "podnet.plugins.ptp",
+    "routed": "podnet.plugins.routed",
+    "static": "podnet.plugins.static",
     "podnet": "podnet.plugins.podnet",
 }
 
 
 def in_process(name: str):
     """The Plugin to run in-process for one of podnet's executables, or None (exec it):
-    host-local (files only) and loopback (one link in the container's namespace, entered by
+    host-local (files only), static (nothing at all) and loopback (one link in the container's namespace, entered by
     the calling thread and left again), which cost far less than an interpreter start."""
     if name == "host-local":
         from . import host_local
@@ -31,6 +33,10 @@ def in_process(name: str):
         from . import loopback
 
         return loopback.PLUGIN
+    if name == "static":
+        from . import static
+
+        return static.PLUGIN
     return None
 
 
