@@ -27,7 +27,7 @@ ALLOWED = {
     "apiserver": {"api", "store"},
     "kubelet": {"api", "store", "cni", "plugins", "kernel", "runtime"},
     "controllers": {"api", "store", "proxy", "apiserver"},
-    "agent": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime"},
+    "agent": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "ipam"},
     "lab": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "apiserver", "agent", "dns", "ipam",
             "kubelet", "controllers"},
 }

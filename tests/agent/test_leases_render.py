@@ -66,10 +66,21 @@ def lease(subnet, node, ip, mac="", btype="vxlan"):
 
 
 def test_masquerade_never_touches_pod_to_pod():
-    rule = render.masquerade_rules("10.244.0.0/16")[-1]["add"]["rule"]
+    rule = render.masquerade_rules(["10.244.0.0/16"], ["10.244.0.0/16"])[-1]["add"]["rule"]
     matches = [e["match"] for e in rule["expr"] if "match" in e]
     assert matches[0]["op"] == "==" and matches[1]["op"] == "!="
     assert matches[1]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}
+
+
+def test_masquerade_of_routed_pools():
+    """natOutgoing pools are masqueraded towards anything outside every pool; none: no rule."""
+    rule = render.masquerade_rules(["10.244.0.0/17"], ["10.244.128.0/17", "10.244.0.0/17"])[-1]["add"]["rule"]
+    matches = [e["match"] for e in rule["expr"] if "match" in e]
+    assert matches[0]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 17}}
+    assert matches[1] == {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                          "right": {"set": [{"prefix": {"addr": "10.244.0.0", "len": 17}},
+                                            {"prefix": {"addr": "10.244.128.0", "len": 17}}]}}
+    assert not [c for c in render.masquerade_rules([], ["10.244.0.0/16"]) if "rule" in c.get("add", {})]
 
 
 def test_overlay_guard_accepts_vxlan_only_from_peers():

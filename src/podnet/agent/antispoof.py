@@ -6,6 +6,10 @@ source, an ARP reply for someone else's IP, IPv6, which NetworkPolicy here does 
 dropped in the bridge family's prerouting hook. Spoofed IPv4 and ARP are counted per port (in
 the dynamic set `spoofers`, and in the counter `spoofed`); other protocols in `not-ipv4`.
 
+In routed mode (the bgp backend) there is no bridge: the same checks run in `ip
+podnet_antispoof` on the pod's host veth (its interface and IPv4 source address; ARP is moot,
+as the node answers every ARP itself by proxy).
+
 One table, `bridge podnet_antispoof`, whatever the number of pods: the pods are elements of
 three sets (`ports`, `endpoints` = port . MAC . IP, and the dynamic `spoofers` that counts
 drops per port), so attaching or detaching a pod is a handful of element changes.
@@ -64,8 +68,8 @@ def from_result(container_id: str, ifname: str, result: dict, bridge: str, pod: 
 
 
 # -- pure renderers -------------------------------------------------------------------------
-def _t(**kw) -> dict:
-    return {"family": FAMILY, "table": TABLE, **kw}
+def _t(family: str = FAMILY, **kw) -> dict:
+    return {"family": family, "table": TABLE, **kw}
 
 
 def _meta(key: str) -> dict:
@@ -80,18 +84,22 @@ def _match(left: object, right: object, op: str = "==") -> dict:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
-def elements(att: Attachment) -> tuple[list[str], list[dict]]:
+def elements(att: Attachment, family: str = FAMILY) -> tuple[list[str], list[dict]]:
     """(ports elements, endpoints elements) of one attachment."""
+    if family == "ip":
+        return [att.host_veth], [{"concat": [att.host_veth, ip]} for ip in att.ips]
     return [att.host_veth], [{"concat": [att.host_veth, att.mac, ip]} for ip in att.ips]
 
 
-def table(bridge_ports: list[Attachment]) -> list[dict]:
+def table(bridge_ports: list[Attachment], family: str = FAMILY) -> list[dict]:
     """One transaction that replaces the whole table with these attachments."""
     ports, endpoints = [], []
     for att in sorted(bridge_ports, key=lambda a: (a.host_veth, a.container_id)):
-        p, e = elements(att)
+        p, e = elements(att, family)
         ports += p
         endpoints += e
+    if family == "ip":
+        return routed_table(ports, endpoints)
     iif = _meta("iifname")
     cmds: list[dict] = [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
@@ -122,14 +130,41 @@ def table(bridge_ports: list[Attachment]) -> list[dict]:
     return cmds
 
 
-def add_commands(att: Attachment) -> list[dict]:
-    ports, endpoints = elements(att)
-    return [{"add": {"element": _t(name="endpoints", elem=endpoints)}}, {"add": {"element": _t(name="ports", elem=ports)}}]
+def routed_table(ports: list[str], endpoints: list[dict]) -> list[dict]:
+    """The routed mode's table (family ip): a pod's host veth passes only its own addresses."""
+    t = lambda **kw: _t("ip", **kw)  # noqa: E731
+    iif = _meta("iifname")
+    cmds: list[dict] = [
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"delete": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": {"set": t(name="ports", type="ifname")}},
+        {"add": {"set": t(name="endpoints", type=["ifname", "ipv4_addr"])}},
+        {"add": {"set": t(name="spoofers", type="ifname", size=65535, stmt=[{"counter": None}])}},
+        {"add": {"counter": t(name="spoofed")}},
+        {"add": {"chain": t(name="prerouting", type="filter", hook="prerouting", prio=PRIORITY, policy="accept")}},
+        {"add": {"rule": t(chain="prerouting", comment="IPv4 from the pod's own address", expr=[
+            _match({"concat": [iif, _payload("ip", "saddr")]}, "@endpoints"), {"accept": None}])}},
+        {"add": {"rule": t(chain="prerouting", comment="not a pod port", expr=[_match(iif, "@ports", "!="), {"accept": None}])}},
+        {"add": {"rule": t(chain="prerouting", comment="anything else a pod sends: spoofed", expr=[
+            {"set": {"op": "update", "elem": iif, "set": "@spoofers"}}, {"counter": "spoofed"}, {"drop": None}])}},
+    ]
+    if ports:
+        cmds.append({"add": {"element": t(name="ports", elem=ports)}})
+        cmds.append({"add": {"element": t(name="endpoints", elem=endpoints)}})
+    return cmds
 
 
-def delete_commands(att: Attachment) -> list[dict]:
-    ports, endpoints = elements(att)
-    return [{"delete": {"element": _t(name="ports", elem=ports)}}, {"delete": {"element": _t(name="endpoints", elem=endpoints)}}]
+def add_commands(att: Attachment, family: str = FAMILY) -> list[dict]:
+    ports, endpoints = elements(att, family)
+    return [{"add": {"element": _t(family, name="endpoints", elem=endpoints)}},
+            {"add": {"element": _t(family, name="ports", elem=ports)}}]
+
+
+def delete_commands(att: Attachment, family: str = FAMILY) -> list[dict]:
+    ports, endpoints = elements(att, family)
+    return [{"delete": {"element": _t(family, name="ports", elem=ports)}},
+            {"delete": {"element": _t(family, name="endpoints", elem=endpoints)}}]
 
 
 # -- the registry ---------------------------------------------------------------------------
@@ -137,12 +172,26 @@ class Registry:
     """The node's attachments, recorded on disk and mirrored in the kernel table. Thread-safe:
     the CNI server calls it from one thread per request, the agent's loop syncs it."""
 
-    def __init__(self, directory: str, log=lambda _msg: None) -> None:
+    def __init__(self, directory: str, log=lambda _msg: None, family: str = FAMILY) -> None:
         self.directory = directory
         self.log = log
+        self.family = family  # "bridge" (pods on a bridge) or "ip" (routed pods)
         self.lock = threading.Lock()
         self.applied: set[Attachment] | None = None  # what the kernel holds (None: unknown, rebuild)
         self.fingerprint: str | None = None  # the table's structure right after our last full apply
+
+    def set_family(self, family: str) -> None:
+        """The node now wires pods another way (a backend switch): the old table goes, the next
+        sync builds the new one."""
+        with self.lock:
+            if family == self.family:
+                return
+            old, self.family = self.family, family
+            self.applied = None
+            try:
+                nft.run([{"add": {"table": {"family": old, "name": TABLE}}}, {"delete": {"table": {"family": old, "name": TABLE}}}])
+            except nft.NftError:
+                pass
 
     def load(self) -> list[Attachment]:
         out = []
@@ -178,7 +227,7 @@ class Registry:
                 if self.applied is None:
                     self._apply_all()
                 else:
-                    nft.run(add_commands(att))
+                    nft.run(add_commands(att, self.family))
                     self.applied.add(att)
             except BaseException:
                 os.unlink(os.path.join(self.directory, att.record_name))
@@ -196,7 +245,7 @@ class Registry:
             if self.applied is None or att not in self.applied:
                 return  # the next sync rebuilds the table from the records
             try:
-                nft.run(delete_commands(att))
+                nft.run(delete_commands(att, self.family))
                 self.applied.discard(att)
             except nft.NftError:
                 self.applied = None  # the elements were not there as we thought: rebuild on the next sync
@@ -220,25 +269,25 @@ class Registry:
             for a in gone:
                 os.unlink(os.path.join(self.directory, a.record_name))
             keep = [a for a in atts if a.host_veth in existing_links]
-            kernel = nft.list_ruleset(["table", FAMILY, TABLE])
+            kernel = nft.list_ruleset(["table", self.family, TABLE])
             drifted = (nft.fingerprint_of(kernel, ELEMENT_SETS) != self.fingerprint
                        or sorted(nft.set_elements(kernel, "ports")) != sorted(a.host_veth for a in keep))
             if drifted and self.applied == set(keep):
-                self.log(f"table {FAMILY} {TABLE} was changed outside podnet: restoring it")
+                self.log(f"table {self.family} {TABLE} was changed outside podnet: restoring it")
             if self.applied != set(keep) or drifted:
                 self._apply_all(keep)
             return len(gone)
 
     def _apply_all(self, atts: list[Attachment] | None = None) -> None:
         atts = self.load() if atts is None else atts
-        nft.run(table(atts))
+        nft.run(table(atts, self.family))
         self.applied = set(atts)
-        self.fingerprint = nft.fingerprint(FAMILY, TABLE, ELEMENT_SETS)
+        self.fingerprint = nft.fingerprint(self.family, TABLE, ELEMENT_SETS)
 
     def drops(self) -> dict[str, int]:
         """Packets dropped per host veth since the table was (re)built."""
         out: dict[str, int] = {}
-        for item in nft.list_ruleset(["set", FAMILY, TABLE, "spoofers"]):
+        for item in nft.list_ruleset(["set", self.family, TABLE, "spoofers"]):
             for elem in (item.get("set") or {}).get("elem") or []:
                 e = elem.get("elem", elem) if isinstance(elem, dict) else elem
                 if isinstance(e, dict):

@@ -1,7 +1,8 @@
 """The agent's CNI server: the `podnet` plugin forwards (env, stdin) here over a Unix socket.
 
 The agent turns the network's `podnet` config into a bridge + host-local config for this
-node's subnet and runs podnet's bridge plugin in-process, through the same dispatcher the
+node's subnet (or, in routed mode, a `routed` config: podnet.agent.routed_cni) and runs
+podnet's plugin in-process, through the same dispatcher the
 executables use: same results, same errors, without an interpreter start per pod.
 
 Wire format: one JSON object per connection each way.
@@ -53,6 +54,11 @@ class DelegateConfig:
             if key in conf:
                 out[key] = conf[key]
         return out
+
+    @staticmethod
+    def run(env: dict, stdin: bytes) -> tuple[int, str]:
+        """Run the rewritten config: podnet's bridge plugin, in-process."""
+        return run_bridge(env, stdin)
 
 
 def run_bridge(env: dict, stdin: bytes) -> tuple[int, str]:

@@ -28,11 +28,13 @@ import time
 
 from ..api import cluster, keys
 from ..api.errors import ValidationError
+from ..ipam.blocks import BlockAllocator
 from ..kernel import nft, rtnl
 from ..plugins.registry import install
 from ..store import Compacted, Store, open_store
 from . import antispoof, backends, host, leases
-from .cniserver import CNIServer, DelegateConfig, run_bridge
+from .cniserver import CNIServer, DelegateConfig
+from .routed_cni import RoutedDelegate
 from .controllers import Controller
 from .controllers.antispoof import Antispoof
 from .controllers.masquerade import Masquerade
@@ -72,8 +74,9 @@ class Agent:
     log = staticmethod(log)
 
     def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 24 * 3600,
-                 masquerade: bool = True, controllers: tuple = CONTROLLERS) -> None:
+                 masquerade: bool = True, controllers: tuple = CONTROLLERS, node_labels: dict | None = None) -> None:
         self.node = node
+        self.node_labels = dict(node_labels or {})
         self.store_url = store_url
         self.iface = iface
         self.state_dir = state_dir
@@ -86,7 +89,8 @@ class Agent:
         self.bin_dir = os.path.join(state_dir, "bin")
         self.store: Store
         self.cfg: cluster.ClusterConfig
-        self.lease: leases.Lease
+        self.lease: leases.Lease | None = None  # routed backends hold none
+        self.allocator: BlockAllocator
         self.nl: rtnl.Netlink
         self.backend: backends.Backend
         self.ctx: backends.NodeContext
@@ -119,35 +123,47 @@ class Agent:
 
     def setup_backend(self) -> None:
         """The backend's devices and the node's lease for the current config (also after a
-        backend switch: what other backends left behind is torn down first)."""
+        backend switch: what other backends left behind is torn down first). A routed backend
+        takes no lease: its pods' addresses come from IP pool blocks."""
         under, public_ip = host.underlay(self.nl, self.iface)
         self.public_ip = public_ip
         self.backend = backends.get(self.cfg.backend)
         for name in backends.names():
             if name != self.backend.name:
-                backends.get(name).teardown(self.nl)
+                backends.get(name).teardown(self.nl, self.state_dir)
+        prefix = next((a.prefixlen for a in self.nl.addresses(under.index, rtnl.AF_INET) if a.address == public_ip), 32)
         self.ctx = backends.NodeContext(self.node, self.nl, under, public_ip, self.cfg.network, self.cfg.backend_conf,
-                                        self.state_dir)
+                                        self.state_dir, store=self.store, allocator=self.allocator,
+                                        public_cidr=f"{public_ip}/{prefix}", log=log)
         data = self.backend.setup(self.ctx)
-        previous = None
-        env = read_subnet_env(self.subnet_env)
-        if env.get("PODNET_SUBNET"):
-            try:
-                previous = ipaddress.ip_interface(env["PODNET_SUBNET"]).network
-            except ValueError:
-                previous = None
-        self.lease = leases.acquire(self.store, self.cfg, self.node, public_ip, data, self.ttl, previous)
-        self.backend.leased(self.ctx, self.lease)
-        mtu = under.mtu - self.backend.overhead
-        gateway = self.lease.subnet.network_address + 1
-        write_atomic(self.subnet_env, "".join(f"{k}={v}\n" for k, v in (
-            ("PODNET_NETWORK", self.cfg.network), ("PODNET_SUBNET", f"{gateway}/{self.lease.subnet.prefixlen}"),
-            ("PODNET_MTU", mtu), ("PODNET_IPMASQ", str(self.masquerade).lower()), ("PODNET_BACKEND", self.cfg.backend))))
+        self.attachments.set_family("ip" if self.backend.routed else "bridge")
+        mtu = self.backend.mtu(self.ctx)
+        env = [("PODNET_NETWORK", self.cfg.network)]
+        if self.backend.routed:
+            self.lease = None
+            self.server.delegate = RoutedDelegate(self.allocator, self.store, mtu, self.bin_dir)
+            where = "IP pool blocks"
+        else:
+            previous = None
+            old = read_subnet_env(self.subnet_env)
+            if old.get("PODNET_SUBNET"):
+                try:
+                    previous = ipaddress.ip_interface(old["PODNET_SUBNET"]).network
+                except ValueError:
+                    previous = None
+            self.lease = leases.acquire(self.store, self.cfg, self.node, public_ip, data, self.ttl, previous)
+            self.backend.leased(self.ctx, self.lease)
+            gateway = self.lease.subnet.network_address + 1
+            env.append(("PODNET_SUBNET", f"{gateway}/{self.lease.subnet.prefixlen}"))
+            self.server.delegate = DelegateConfig(str(self.lease.subnet), mtu, os.path.join(self.state_dir, "ipam"),
+                                                  self.bin_dir)
+            where = f"lease {self.lease.subnet}"
+        env += [("PODNET_MTU", mtu), ("PODNET_IPMASQ", str(self.masquerade).lower()), ("PODNET_BACKEND", self.cfg.backend)]
+        write_atomic(self.subnet_env, "".join(f"{k}={v}\n" for k, v in env))
         write_atomic(self.conflist, json.dumps({"cniVersion": "1.0.0", "name": "podnet",
                                                 "plugins": [{"type": "podnet", "socket": self.socket_path}]}, indent=2) + "\n")
-        self.server.delegate = DelegateConfig(str(self.lease.subnet), mtu, os.path.join(self.state_dir, "ipam"), self.bin_dir)
         self.start_task()
-        log(f"lease {self.lease.subnet} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
+        log(f"{where} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
 
     def start_task(self) -> None:
         """The backend's long-running task, if it has one, in a thread restarted with back-off
@@ -177,33 +193,47 @@ class Agent:
         self.task_threads.append(t)
 
     def put_node(self) -> None:
+        """The Node object: addresses, heartbeat, what the backend publishes. Labels set by
+        others (`podnet label node`) are kept; a concurrent write makes it try again."""
         key = keys.NODES + self.node
-        kv = self.store.get(key)
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if kv is not None:
-            try:
-                created = json.loads(kv.value)["metadata"].get("creationTimestamp", created)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
-        node = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node}, "creationTimestamp": created},
-            "spec": {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]},
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
-                "conditions": [{"type": "Ready", "status": "True",
-                                "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
-                "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
-                           "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
-                           "spoofedPackets": dict(sorted(self.spoofed.items()))},
-            },
-        }
-        self.store.put(key, json.dumps(node))
+        for _ in range(10):
+            kv = self.store.get(key)
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            labels: dict = {}
+            if kv is not None:
+                try:
+                    meta = json.loads(kv.value)["metadata"]
+                    created = meta.get("creationTimestamp", created)
+                    labels = dict(meta.get("labels") or {})
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass
+            labels.update(self.node_labels)
+            labels["kubernetes.io/hostname"] = self.node
+            spec = {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]} if self.lease else {}
+            node = {
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node, "labels": labels, "creationTimestamp": created},
+                "spec": spec,
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": self.public_ip}, {"type": "Hostname", "address": self.node}],
+                    "conditions": [{"type": "Ready", "status": "True",
+                                    "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}],
+                    "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
+                               "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
+                               "spoofedPackets": dict(sorted(self.spoofed.items())),
+                               **self.backend.node_status(self.ctx)},
+                },
+            }
+            text = json.dumps(node)
+            if self.store.create(key, text) if kv is None else self.store.cas(key, text, kv.mod_revision):
+                return
+        raise RuntimeError(f"{key}: changed by someone else on every try")
 
     # -- CNI: the bridge plugin, then anti-spoofing before the runtime hears of success -------
     def run_cni(self, env: dict, stdin: bytes) -> tuple[int, str]:
         command = env.get("CNI_COMMAND", "")
-        code, out = run_bridge(env, stdin)
+        delegate = self.server.delegate
+        code, out = delegate.run(env, stdin)
         if code != 0:
             return code, out
         cid, ifname = env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", "")
@@ -211,10 +241,9 @@ class Agent:
             try:
                 args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
                 pod = f"{args['K8S_POD_NAMESPACE']}/{args['K8S_POD_NAME']}" if "K8S_POD_NAME" in args else ""
-                bridge_name = self.server.delegate.bridge_name if self.server.delegate else "cni0"
-                self.attachments.admit(antispoof.from_result(cid, ifname, json.loads(out), bridge_name, pod))
+                self.attachments.admit(antispoof.from_result(cid, ifname, json.loads(out), delegate.bridge_name, pod))
             except Exception as e:  # noqa: BLE001 - undo the ADD: no pod without its anti-spoofing entries
-                run_bridge({**env, "CNI_COMMAND": "DEL"}, stdin)
+                delegate.run({**env, "CNI_COMMAND": "DEL"}, stdin)
                 version = json.loads(stdin).get("cniVersion", "1.1.0")
                 return 1, json.dumps({"cniVersion": version, "code": 999,
                                       "msg": "podnet agent: cannot install the pod's anti-spoofing entries",
@@ -284,6 +313,7 @@ class Agent:
         os.makedirs(self.state_dir, exist_ok=True)
         install(self.bin_dir)
         self.store = open_store(self.store_url)
+        self.allocator = BlockAllocator(self.store, self.node)
         self.cfg = self.wait_config()
         self.nl = rtnl.Netlink()
         if not nft.use_library():  # in-process libnftables: an ADD's anti-spoofing entry costs 0.1 ms, not 3
@@ -360,6 +390,8 @@ class Agent:
             self.report_policy(rev)
 
     def renew_lease(self) -> None:
+        if self.lease is None:
+            return
         if not self.store.keepalive(self.lease.lease_id):
             log("lease renewal found the lease gone (expired or deleted)")
             self.pending.add("routes")  # the routes controller acquires it again
@@ -375,7 +407,7 @@ class Agent:
             return
         if new == self.cfg:
             return
-        if new.network != self.cfg.network or new.subnet_len != self.cfg.subnet_len:
+        if new.network != self.cfg.network or (new.subnet_len != self.cfg.subnet_len and not self.backend.routed):
             log("Network/SubnetLen changed: restart the agents to renumber (existing pods keep their addresses)")
             return
         log(f"backend changing from {self.cfg.backend} to {new.backend}")

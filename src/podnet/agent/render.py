@@ -18,25 +18,32 @@ class Desired:
     fdb: set[tuple[str, str]] = field(default_factory=set)
 
 
-def masquerade_rules(cluster: str) -> list[dict]:
-    """One nft transaction replacing table inet podnet_agent: pod traffic leaving the cluster
-    network is masqueraded; pod-to-pod traffic never is."""
-    net = ipaddress.ip_network(cluster)
+def masquerade_rules(sources: list[str], pod_networks: list[str]) -> list[dict]:
+    """One nft transaction replacing table inet podnet_agent: traffic from `sources` to anywhere
+    outside `pod_networks` (and not multicast) is masqueraded; pod-to-pod traffic never is."""
     t = {"family": "inet", "table": "podnet_agent"}
-    prefix = {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+    def prefixes(nets: list[str]) -> dict:
+        items = [{"prefix": {"addr": str(n.network_address), "len": n.prefixlen}}
+                 for n in sorted({ipaddress.ip_network(x) for x in nets})]
+        return items[0] if len(items) == 1 else {"set": items}
 
     def m(field_: str, op: str, right: object) -> dict:
         return {"match": {"op": op, "left": {"payload": {"protocol": "ip", "field": field_}}, "right": right}}
 
-    return [
+    cmds = [
         {"add": {"table": {"family": "inet", "name": "podnet_agent"}}},
         {"delete": {"table": {"family": "inet", "name": "podnet_agent"}}},
         {"add": {"table": {"family": "inet", "name": "podnet_agent"}}},
         {"add": {"chain": {**t, "name": "postrouting", "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}},
-        {"add": {"rule": {**t, "chain": "postrouting", "comment": "podnet ip-masq",
-                          "expr": [m("saddr", "==", prefix), m("daddr", "!=", prefix),
-                                   m("daddr", "!=", {"prefix": {"addr": "224.0.0.0", "len": 4}}), {"masquerade": None}]}}},
     ]
+    if sources:
+        expr = [m("saddr", "==", prefixes(sources))]
+        if pod_networks:
+            expr.append(m("daddr", "!=", prefixes(pod_networks)))
+        expr += [m("daddr", "!=", {"prefix": {"addr": "224.0.0.0", "len": 4}}), {"masquerade": None}]
+        cmds.append({"add": {"rule": {**t, "chain": "postrouting", "comment": "podnet ip-masq", "expr": expr}}})
+    return cmds
 
 
 OVERLAY_TABLE = "podnet_overlay"

@@ -16,15 +16,26 @@ import click
                    "heartbeat, not its lease: peers keep routing to a node whose agent is down until the lease ends "
                    "or the node is removed.")
 @click.option("--no-masquerade", is_flag=True, help="Do not masquerade pod traffic leaving the cluster network.")
-def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool) -> None:
-    """Hold this node's subnet lease, program host-gw or vxlan routes to every other node,
-    masquerade egress, and serve CNI requests from the `podnet` plugin on a Unix socket."""
+@click.option("--node-labels", default="", metavar="K=V,...",
+              help="Labels this node's Node object carries (as the kubelet's --node-labels), e.g. "
+                   "podnet.io/route-reflector=true to make it a BGP route reflector in bgp mode.")
+def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool, node_labels: str) -> None:
+    """Run the node's pod network: hold its subnet lease and program host-gw or vxlan routes to
+    every other node, or (backend bgp) run BIRD and route a /32 per pod from IP pool blocks;
+    masquerade egress, proxy services, enforce NetworkPolicy, and serve CNI requests from the
+    `podnet` plugin on a Unix socket."""
     from ..agent.host import HostError
     from ..agent.daemon import Agent
     from ..api.errors import ValidationError
     from ..store import StoreError
 
+    labels = {}
+    for pair in filter(None, (p.strip() for p in node_labels.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--node-labels")
+        labels[key] = value
     try:
-        Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade).run()
+        Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade, node_labels=labels).run()
     except (ValidationError, StoreError, HostError) as e:
         raise click.ClickException(str(e)) from None

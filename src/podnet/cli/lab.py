@@ -41,13 +41,24 @@ def lab() -> None:
 @click.option("--subnets", default=1, show_default=True, type=click.IntRange(1, 99),
               help="Underlay segments: nodes are spread over N L2 segments (172.31.<i>.0/24) joined by a router "
                    "namespace, so nodes on different segments are not neighbours (host-gw cannot work; vxlan can).")
-def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int) -> None:
+@click.option("--route-reflectors", default=0, show_default=True, type=click.IntRange(0, 200),
+              help="bgp: the first N nodes are BGP route reflectors (label podnet.io/route-reflector=true): they "
+                   "peer with every node, the others only with them, instead of a full mesh.")
+def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, route_reflectors: int) -> None:
     """Create the lab: underlay, nodes, agents, kubelets, controller manager, store, cluster DNS;
-    wait until every node holds a subnet."""
+    wait until every node is ready (holds a subnet, or in bgp mode runs BIRD).
+
+    \b
+    Examples:
+      podnet lab up --nodes 3                                  flannel-style VXLAN
+      podnet lab up --nodes 4 --backend bgp --subnets 2        Calico-style: BGP, VXLAN across segments
+      podnet lab up --nodes 6 --backend bgp --route-reflectors 2"""
     click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}"
-               + (f", {subnets} underlay segments" if subnets > 1 else ""))
+               + (f", {subnets} underlay segments" if subnets > 1 else "")
+               + (f", {route_reflectors} route reflectors" if route_reflectors else ""))
     try:
-        state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets)
+        state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets,
+                            route_reflectors=route_reflectors)
     except LabError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")

@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from ..demo import demo
 from .agent import agent
+from .calico import ipam, node
 from .controllers import controller_manager
 from .kubelet import kubelet
 from .cni import cni
@@ -27,6 +28,7 @@ def cli() -> None:
       podnet cni run ADD --conf net.conflist --netns /var/run/netns/x --container-id c1
       podnet demo                          two pods on a bridge, a ping, teardown
       podnet lab up --nodes 3              a 3-node cluster from namespaces
+      podnet lab up --backend bgp          the same, routed the Calico way (BIRD, /32s, IP pools)
       podnet apply -f pods.yaml; podnet get pods -o wide; podnet exec POD -- ping ...
       podnet apply -f policy.yaml; podnet probe --port 80   who reaches whom, as a grid
     """
@@ -39,6 +41,8 @@ cli.add_command(kubelet)
 cli.add_command(controller_manager)
 cli.add_command(lab)
 cli.add_command(dns)
+cli.add_command(node)
+cli.add_command(ipam)
 for command in (apply, delete, get, exec_, logs, scale, label, wait, probe):
     cli.add_command(command)
 

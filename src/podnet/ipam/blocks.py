@@ -393,3 +393,27 @@ def release_node(store: Store, node: str) -> list[str]:
     for kv in store.list(f"{keys.IPAM_AFFINITIES}{node}/")[0]:
         store.delete(kv.key)
     return sorted(set(owned))
+
+
+@dataclass
+class Usage:
+    """What `podnet ipam show` prints: per pool and per block, the addresses in use."""
+    pools: list[tuple[Pool, int, int]]           # pool, addresses in its blocks in use, addresses in use by tunnels
+    blocks: list[tuple[Block, Pool | None]]
+    borrowed: list[tuple[str, str, Block]]       # address, borrowing node, the block it is from
+
+
+def usage(store: Store) -> Usage:
+    pools, all_blocks = load_pools(store), load_blocks(store)
+    out = Usage([], [], [])
+    for pool in pools:
+        mine = [b for b in all_blocks if b.cidr.subnet_of(pool.cidr)]
+        used = sum(len(b.allocations) for b in mine)
+        tunnels = sum(1 for b in mine for a in b.allocations.values() if str(a.get("handle", "")).startswith("vxlan-tunnel"))
+        out.pools.append((pool, used, tunnels))
+    for block in sorted(all_blocks, key=lambda b: b.cidr):
+        out.blocks.append((block, next((p for p in pools if block.cidr.subnet_of(p.cidr)), None)))
+        for o, a in sorted(block.allocations.items()):
+            if a.get("node") and a.get("node") != block.affinity:
+                out.borrowed.append((block.ip(o), a["node"], block))
+    return out

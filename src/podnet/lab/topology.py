@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from ..api import cluster
+from ..api.ippool import ROUTE_REFLECTOR_LABEL
 from ..api.keys import CONFIG, NODES
 from ..api.service import LB_POOL
 from ..kernel import netns as kns
@@ -46,7 +47,7 @@ def cluster_config(backend: str) -> str:
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
-       ttl: int = DEFAULT_TTL, subnets: int = 1) -> LabState:
+       ttl: int = DEFAULT_TTL, subnets: int = 1, route_reflectors: int = 0) -> LabState:
     from ..agent import backends
 
     if not 1 <= nodes <= 200:
@@ -59,6 +60,10 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         topo = lab_topology(name, subnets)
     except ValueError as e:
         raise LabError(str(e)) from None
+    if route_reflectors and backend != "bgp":
+        raise LabError("--route-reflectors is a bgp setting: use it with --backend bgp")
+    if not 0 <= route_reflectors <= nodes:
+        raise LabError(f"--route-reflectors must be between 0 and the number of nodes ({nodes})")
     if subnets > 1 and backends.get(backend).one_segment:
         raise LabError(f"backend {backend} needs every node on one L2 segment (its routes point at the other nodes "
                        f"directly), and --subnets {subnets} puts them on {subnets} segments behind a router: "
@@ -95,7 +100,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         # One node after the other: each takes the next free subnet, so nodeN gets 10.244.N.0/24
         # (a predictable lab is easier to learn from; real agents race, and that is fine too).
         for i in range(1, nodes + 1):
-            add_node(state, f"node{i}", ttl=ttl, progress=progress)
+            labels = {ROUTE_REFLECTOR_LABEL: "true"} if i <= route_reflectors else {}
+            add_node(state, f"node{i}", ttl=ttl, progress=progress, labels=labels)
             wait_ready(state, [f"node{i}"], progress=progress)
         route_lb_pool(state)
         progress(f"LoadBalancer pool {LB_POOL}: the underlay spreads it over the nodes")
@@ -106,7 +112,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         raise
 
 
-def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progress = _quiet) -> NodeState:
+def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progress = _quiet,
+             labels: dict | None = None) -> NodeState:
     topo = state.topology
     number = max((_number(n) for n in state.nodes), default=0) + 1
     spec = topo.node(node, number)
@@ -114,7 +121,7 @@ def add_node(state: LabState, node: str, ttl: int = DEFAULT_TTL, progress: Progr
     build.node(topo, spec)
     n = NodeState(node, spec.namespace, spec.ip, number=number)
     state.nodes.append(n)
-    start_agent(state, n, ttl)
+    start_agent(state, n, ttl, labels)
     start_kubelet(state, n)
     state.save()
     return n
@@ -137,12 +144,15 @@ def agent_state_path(state: LabState, node: str) -> str:
     return os.path.join(state.node_dir(node), "agent.state.json")
 
 
-def start_agent(state: LabState, node: NodeState, ttl: int = DEFAULT_TTL) -> None:
+def start_agent(state: LabState, node: NodeState, ttl: int = DEFAULT_TTL, labels: dict | None = None) -> None:
     """The node's agent, under a supervisor in the node's namespace: restarted when it dies
-    (1 s, doubling to 30 s), its status in agent.state.json, its output in agent.log."""
+    (1 s, doubling to 30 s), its status in agent.state.json, its output in agent.log. `labels`
+    go on its Node object (they stay there when the agent is started again without them)."""
     d = state.node_dir(node.name)
     agent = [sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name, "--store", state.store_url,
              "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
+    if labels:
+        agent += ["--node-labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items()))]
     node.agent_pid = _start_supervised(node.netns, agent, d, "agent")
     state.save()
 
@@ -232,7 +242,9 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
                 if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")) and \
                         "running" in (read_state(kubelet_state_path(state, name)) or {}).get("state", {}):
                     node = json.loads(kv.value)
-                    progress(f"{name}: ready, pod CIDR {node['spec']['podCIDR']}")
+                    bgp = node.get("status", {}).get("podnet", {}).get("bgp")
+                    progress(f"{name}: ready, " + (f"pod CIDR {node['spec']['podCIDR']}" if node["spec"].get("podCIDR")
+                                                   else f"BGP at {bgp['ipv4Address']}" if bgp else "no pod CIDR"))
                     pending.discard(name)
             if pending:
                 for n in state.nodes:
@@ -325,6 +337,7 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
     """Take a node out of the lab: its pods, agent, lease and Node object go; others forget it."""
     from . import pods as pods_mod
     from ..agent import leases
+    from ..ipam import blocks
 
     node = state.node(node_name)
     with store_context(state):
@@ -338,6 +351,9 @@ def remove_node(state: LabState, node_name: str, progress: Progress = _quiet) ->
         for lease in all_leases:
             if lease.node == node_name:
                 store.delete(lease.key)
+        released = blocks.release_node(store, node_name)  # routed mode: its blocks go back to the pools
+        if released:
+            progress(f"{node_name}: released IP blocks {', '.join(released)}")
         store.delete(f"{NODES}{node_name}")
         store.close()
     build.remove_node(state.topology, node_spec(state, node))

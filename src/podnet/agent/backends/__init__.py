@@ -4,7 +4,9 @@ the cluster config (errors name the field), sets up its devices, says its MTU ov
 renders the routes, neighbours and FDB entries it wants from everyone's leases (pure), applies
 them, tears down, and may own a long-running task (a BGP speaker, a forwarder).
 
-Built in: host-gw and vxlan. More come from modules named in $PODNET_BACKENDS (comma-
+Built in: host-gw and vxlan (flannel's designs: a subnet lease per node, pods on a bridge), and
+bgp (Calico's: no lease, a /32 route per pod from IP pool blocks, BIRD spreading the blocks;
+such a backend says `routed = True` and reconciles from the store itself). More come from modules named in $PODNET_BACKENDS (comma-
 separated, imported at start: each calls `register`), so a backend can live outside podnet.
 """
 
@@ -16,6 +18,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
+from ...api import keys
 from ...api.errors import ValidationError
 from ...kernel import rtnl
 from ..leases import Lease
@@ -34,6 +37,10 @@ class NodeContext:
     conf: dict                      # this backend's own fields of the cluster config, as its parse() returned them
     state_dir: str
     devices: dict = field(default_factory=dict)  # what setup() made, for the other methods
+    store: object = None       # the cluster's Store (routed backends read their world from it)
+    allocator: object = None   # podnet.ipam.blocks.BlockAllocator for this node (routed backends)
+    public_cidr: str = ""      # the underlay address with its prefix length (which segment the node is on)
+    log: object = print
 
 
 class Backend:
@@ -43,6 +50,8 @@ class Backend:
     overhead = 0            # bytes of encapsulation per packet: pod MTU = underlay MTU - overhead
     one_segment = False     # True: every node must be on one L2 segment (routes point at peers directly)
     summary = ""            # one line for --help
+    routed = False          # True: no subnet lease; pods get /32s from IP pools (podnet.ipam.blocks)
+    watches: tuple[str, ...] = (keys.SUBNETS,)  # store prefixes whose changes make the routes controller sync
 
     def parse(self, fields: dict, source: str) -> dict:
         """This backend's fields of the Backend section, normalized; ValidationError names a bad one."""
@@ -60,6 +69,18 @@ class Backend:
     def render(self, ctx: NodeContext, me: Lease, leases: list[Lease]) -> Desired:
         raise NotImplementedError
 
+    def mtu(self, ctx: NodeContext) -> int:
+        """Pods' MTU on this node."""
+        return ctx.underlay.mtu - self.overhead
+
+    def node_status(self, ctx: NodeContext) -> dict:
+        """What peers need to know of this node, published in its Node object (status.podnet)."""
+        return {}
+
+    def reconcile(self, ctx: NodeContext, full: bool) -> dict:
+        """Routed backends: make the kernel (and any daemon) match the store; counts of changes."""
+        raise NotImplementedError
+
     def apply(self, ctx: NodeContext, desired: Desired) -> dict:
         """Make the kernel match `desired` (only what podnet owns); counts of what changed."""
         return routes.apply(ctx.nl, desired, ctx.underlay, ctx.devices.get("vtep"))
@@ -68,7 +89,7 @@ class Backend:
         """nft commands for the backend's guard table (e.g. who may send to its overlay port)."""
         return no_overlay_guard()
 
-    def teardown(self, nl: rtnl.Netlink) -> None:
+    def teardown(self, nl: rtnl.Netlink, state_dir: str = "") -> None:
         """Remove this backend's devices (another backend takes over, or it is left over)."""
 
     def task(self, ctx: NodeContext, stop: threading.Event) -> None:
@@ -117,7 +138,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import host_gw, vxlan  # noqa: F401 - they register themselves
+    from . import bgp, host_gw, vxlan  # noqa: F401 - they register themselves
 
     for module in filter(None, (m.strip() for m in os.environ.get("PODNET_BACKENDS", "").split(","))):
         importlib.import_module(module)

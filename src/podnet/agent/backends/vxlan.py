@@ -57,7 +57,7 @@ class Vxlan(Backend):
         peers = [l.public_ip for l in leases if l.node != ctx.node and l.backend_type == self.name]
         return overlay_guard(str(ctx.network), ctx.conf["Port"], peers)
 
-    def teardown(self, nl: rtnl.Netlink) -> None:
+    def teardown(self, nl: rtnl.Netlink, state_dir: str = "") -> None:
         for link in nl.links():
             if link.kind == "vxlan" and link.name.startswith("podnet."):
                 nl.delete_link(link.index)

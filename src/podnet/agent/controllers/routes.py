@@ -1,5 +1,6 @@
-"""Routes to the other nodes' subnets, as the configured backend renders them from the leases,
-and the backend's guard table. A lease that vanished (ours) is acquired again."""
+"""Routes to the other nodes' pods, and the backend's guard table. Lease backends render them
+from the subnet leases (a lease that vanished, ours, is acquired again); routed backends
+(bgp) reconcile from their own part of the store (blocks, pools, peers)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from . import Controller
 
 class Routes(Controller):
     name = "routes"
-    watches = (keys.SUBNETS,)
+
+    @property
+    def watches(self) -> tuple[str, ...]:  # type: ignore[override]
+        backend = getattr(self.agent, "backend", None)
+        return backend.watches if backend is not None else (keys.SUBNETS,)
 
     def __init__(self, agent) -> None:
         super().__init__(agent)
@@ -19,6 +24,12 @@ class Routes(Controller):
 
     def sync(self, full: bool) -> None:
         a = self.agent
+        if a.backend.routed:
+            changed = a.backend.reconcile(a.ctx, full)
+            if any(changed.values()):
+                a.log(f"reconciled: {changed}")
+            self.guard.apply(a.backend.guard(a.ctx, []), check_kernel=full)
+            return
         all_leases, _ = leases.all_leases(a.store)
         if not any(lease.node == a.node for lease in all_leases):
             a.log("our lease is gone (expired or deleted): acquiring again")
