@@ -63,13 +63,14 @@ def _need_tools():
 
 
 @contextlib.contextmanager
-def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] = ("nft",)):
+def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] = ("nft",), backend: str = "vxlan"):
     """A lab shared by a test module; skipped without root or the tools named in `need`."""
+    need = need + (("bird",) if backend == "bgp" else ())
     if os.geteuid() != 0 or any(shutil.which(tool) is None for tool in need):
         pytest.skip(f"needs root and {', '.join(need)}")
     name = prefix + uuid.uuid4().hex[:5]
     directory = str(tmp_path_factory.mktemp(prefix) / name)
-    lab = Lab(topology.up(name, directory, nodes, "vxlan", "sqlite"))
+    lab = Lab(topology.up(name, directory, nodes, backend, "sqlite"))
     try:
         yield lab
     finally:
@@ -80,14 +81,18 @@ def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] 
 def make_lab(tmp_path):
     made = []
 
-    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 24 * 3600, subnets: int = 1) -> Lab:
+    def make(nodes: int = 3, backend: str = "vxlan", store: str = "sqlite", ttl: int = 24 * 3600, subnets: int = 1,
+             route_reflectors: int = 0, pool_cidr: str = "", block_size: int = 0) -> Lab:
         _need_tools()
+        if backend == "bgp" and not shutil.which("bird"):
+            pytest.skip("the bgp backend needs bird2")
         if store == "etcd" and not shutil.which("etcd"):
             pytest.skip("etcd-server is not installed")
         name = "t" + uuid.uuid4().hex[:5]
         directory = str(tmp_path / name)
         made.append((name, directory))
-        return Lab(topology.up(name, directory, nodes, backend, store, ttl=ttl, subnets=subnets))
+        return Lab(topology.up(name, directory, nodes, backend, store, ttl=ttl, subnets=subnets,
+                               route_reflectors=route_reflectors, pool_cidr=pool_cidr, block_size=block_size))
 
     yield make
     for name, directory in made:

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from podnet.api import keys
 from podnet.api.keys import NETWORK_POLICIES
 from podnet.api.networkpolicy import parse_namespace, parse_network_policy
 from podnet.api.pod import parse_pod
@@ -24,6 +25,7 @@ from podnet.api.service import DNS_SERVICE_IP
 from podnet.kernel import netns as kns
 from podnet.lab import pods as pods_mod
 from podnet.lab import policies, probe
+from podnet.ipam.blocks import cidr_of_key
 from podnet.policy.evaluate import truth_table
 from podnet.policy.world import load_world
 from tests.lab.conftest import module_lab, wait_for
@@ -43,7 +45,14 @@ class PolicyLab:
         return sorted((p for ns in NS for p in pods_mod.list_pods(self.state, self.store, ns)), key=probe.pod_label)
 
     def ip_of(self) -> dict[str, str]:
-        return {probe.pod_label(p): p["status"]["podIP"] for p in self.pods()}
+        """Pods' IPs, and each node's pod range: its pod CIDR, or in routed mode its first block."""
+        out = {probe.pod_label(p): p["status"]["podIP"] for p in self.pods()}
+        for n in self.state.nodes:
+            node = json.loads(self.store.get(f"{keys.NODES}{n.name}").value)
+            blocks = sorted(str(c) for c in (cidr_of_key(kv.key) for kv in
+                                             self.store.list(f"{keys.IPAM_AFFINITIES}{n.name}/")[0]) if c)
+            out[n.name] = node["spec"].get("podCIDR") or blocks[0]
+        return out
 
     def netns_of(self, pod: str) -> str:
         ns, name = pod.split("/")
@@ -79,9 +88,10 @@ class PolicyLab:
         return {pair for pair, ok in probe.probe_pods(self.pods(), port, proto).items() if not ok}
 
 
-@pytest.fixture(scope="module")
-def plab(tmp_path_factory):
-    with module_lab(tmp_path_factory, "np", 3) as lab:
+@pytest.fixture(scope="module", params=["vxlan", "bgp"])
+def plab(tmp_path_factory, request):
+    """The truth tables hold whatever wires the pods: a bridge per node (vxlan) or routed /32s (bgp)."""
+    with module_lab(tmp_path_factory, "np", 3, backend=request.param) as lab:
         pl = PolicyLab(lab)
         pl.set_policies([])
         ports = [{"name": name, "containerPort": number, "protocol": proto} for name, number, proto in PORTS]

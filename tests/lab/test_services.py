@@ -71,11 +71,12 @@ def backends(netns, ip, port, n=30):
     return collections.Counter(probe.tcp_exchange(netns, ip, port)[0].split(" ")[-1] for _ in range(n))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(scope="module", params=["vxlan", "bgp"])
+def cluster(tmp_path_factory, request):
+    """Services behave the same whatever wires the pods: a bridge per node (vxlan) or routed /32s (bgp)."""
     from tests.lab.conftest import module_lab
 
-    with module_lab(tmp_path_factory, "s", 3) as lab, Cluster(lab) as c:
+    with module_lab(tmp_path_factory, "s", 3, backend=request.param) as lab, Cluster(lab) as c:
         workloads.apply_deployment(c.state, c.store, deployment("web", 3))
         c.client = c.pod("client", "node1", {"role": "client"})
         c.web = c.svc(service("web", {"app": "web"}, type="LoadBalancer"))

@@ -7,7 +7,9 @@ Each case states by hand which (source, destination) pairs are blocked for the p
 tests/policy/test_evaluate.py checks the oracle against these expectations, and
 tests/lab/test_networkpolicy.py checks real packets in a 3-node lab against the same ones.
 
-In an ipBlock, "@y/c" stands for the IP of pod y/c (known only once the pod exists).
+In an ipBlock, "@y/c/32" stands for the IP of pod y/c (known only once the pod exists), and
+"@node2" for the range node2's pods get their addresses from (its pod CIDR, 10.244.2.0/24 with
+a subnet lease; its first block in routed mode).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def _resolve(obj, ip_of):
     if isinstance(obj, list):
         return [_resolve(v, ip_of) for v in obj]
     if isinstance(obj, str) and obj.startswith("@"):
+        if "/" not in obj:
+            return ip_of[obj[1:]]  # a node's pod range
         pod, _, length = obj[1:].rpartition("/")
         return f"{ip_of[pod]}/{length}"
     return obj
@@ -128,7 +132,7 @@ CASES = [
     Case("ingress from the own namespace only", [("x", {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]})],
          {TCP80: pairs(but(ALL, X), X)}),
     Case("ipBlock with except (node2's pod subnet)",
-         [("x", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["10.244.2.0/24"]}}]}]})],
+         [("x", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.244.0.0/16", "except": ["@node2"]}}]}]})],
          {TCP80: pairs(named("b"), X)}),
     Case("ipBlock of one pod", [("x", {"podSelector": sel(pod="a"), "ingress": [{"from": [{"ipBlock": {"cidr": "@y/c/32"}}]}]})],
          {TCP80: pairs(but(ALL, "y/c"), ["x/a"])}),
@@ -138,7 +142,7 @@ CASES = [
     Case("egress rules without policyTypes isolate ingress too (the API's defaulting)",
          [("x", {"podSelector": sel(pod="a"), "egress": [{}]})], {TCP80: pairs(ALL, ["x/a"])}),
     Case("egress to an ipBlock (node1's pod subnet)",
-         [("x", {**DENY_EGRESS, "egress": [{"to": [{"ipBlock": {"cidr": "10.244.1.0/24"}}]}]})],
+         [("x", {**DENY_EGRESS, "egress": [{"to": [{"ipBlock": {"cidr": "@node1"}}]}]})],
          {TCP80: pairs(X, but(ALL, named("a")))}),
     Case("ingress on port 80 only", [("x", {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]})],
          {TCP80: set(), TCP81: pairs(ALL, X), UDP80: pairs(ALL, X)}),

@@ -57,6 +57,7 @@ def test_allow_all_ingress_adds_back():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_oracle_matches_the_stated_truth_table(case):
     ip_of = {f"{p.namespace}/{p.name}": p.ip for p in world().pods}
+    ip_of.update({f"node{i}": f"10.244.{i}.0/24" for i in (1, 2, 3)})
     labels = {n: {"ns": n, "kubernetes.io/metadata.name": n, **case.ns_labels.get(n, {})} for n in NS}
     w = world(*case.specs(ip_of), namespaces=labels)
     for (port, proto), expected in case.blocked.items():

@@ -117,10 +117,11 @@ def parse_ippool(doc: dict, source: str = "", _namespace: str = "") -> dict:
         "allowedUses": sorted(uses), "assignmentMode": assignment}}
 
 
-def default_pool(cidr: str) -> dict:
-    """The pool the bgp backend creates when there is none: the whole cluster network."""
+def default_pool(cidr: str, block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+    """The pool the bgp backend creates when there is none: the whole cluster network (or what
+    the operator chose, as calico-node's CALICO_IPV4POOL_CIDR and _BLOCK_SIZE)."""
     return parse_ippool({"apiVersion": API_VERSION, "kind": "IPPool", "metadata": {"name": DEFAULT_POOL},
-                         "spec": {"cidr": cidr, "blockSize": DEFAULT_BLOCK_SIZE, "vxlanMode": "CrossSubnet",
+                         "spec": {"cidr": cidr, "blockSize": block_size, "vxlanMode": "CrossSubnet",
                                   "natOutgoing": True}}, "default pool")
 
 

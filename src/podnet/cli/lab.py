@@ -44,7 +44,12 @@ def lab() -> None:
 @click.option("--route-reflectors", default=0, show_default=True, type=click.IntRange(0, 200),
               help="bgp: the first N nodes are BGP route reflectors (label podnet.io/route-reflector=true): they "
                    "peer with every node, the others only with them, instead of a full mesh.")
-def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, route_reflectors: int) -> None:
+@click.option("--pool-cidr", default="", metavar="CIDR",
+              help="bgp: the default IP pool's range, inside the cluster network 10.244.0.0/16 (default: all of it).")
+@click.option("--block-size", default=0, type=click.IntRange(0, 32), metavar="N",
+              help="bgp: the default IP pool's block size, 20 to 32 (default 26: 64 addresses per block).")
+def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, route_reflectors: int, pool_cidr: str,
+           block_size: int) -> None:
     """Create the lab: underlay, nodes, agents, kubelets, controller manager, store, cluster DNS;
     wait until every node is ready (holds a subnet, or in bgp mode runs BIRD).
 
@@ -52,13 +57,14 @@ def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, r
     Examples:
       podnet lab up --nodes 3                                  flannel-style VXLAN
       podnet lab up --nodes 4 --backend bgp --subnets 2        Calico-style: BGP, VXLAN across segments
-      podnet lab up --nodes 6 --backend bgp --route-reflectors 2"""
+      podnet lab up --nodes 6 --backend bgp --route-reflectors 2
+      podnet lab up --nodes 2 --backend bgp --pool-cidr 10.244.0.0/28 --block-size 30   (blocks run out: borrowing)"""
     click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}"
                + (f", {subnets} underlay segments" if subnets > 1 else "")
                + (f", {route_reflectors} route reflectors" if route_reflectors else ""))
     try:
         state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets,
-                            route_reflectors=route_reflectors)
+                            route_reflectors=route_reflectors, pool_cidr=pool_cidr, block_size=block_size)
     except LabError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")

@@ -51,6 +51,20 @@ def _kind(word: str, writable: bool = False) -> kinds.Kind:
     return kind
 
 
+def _admit_tunnel(pool: dict, where: str) -> None:
+    """An IPPool asking for IP-in-IP is refused where the kernel cannot make an ipip device
+    (found by trying, in a throwaway namespace): its pods would be cut off across segments."""
+    from ..kernel.features import link_kind_problem
+
+    mode = pool["spec"]["ipipMode"]
+    if mode != "Never":
+        problem = link_kind_problem("ipip")
+        if problem:
+            raise ValidationError("spec.ipipMode", f"{mode} needs IP-in-IP tunnels, and this kernel cannot create an ipip "
+                                                   f"device (ip link add type ipip: {problem}); use vxlanMode: {mode} instead",
+                                  where)
+
+
 def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[kinds.Kind, dict]]:
     """Every document of every file as (kind, stored object), all validated before anything is written."""
     out: list[tuple[kinds.Kind, dict]] = []
@@ -62,6 +76,8 @@ def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[kinds.Kind,
             if kind is None or not kind.writable:
                 raise ValidationError("kind", f"{doc.get('kind')!r} is not supported (supported: {kinds.WRITABLE})", where)
             obj = kind.parse(doc, where, namespace)
+            if kind.kind == "IPPool":
+                _admit_tunnel(obj, where)
             ident = (kind.kind, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
             if ident in seen:
                 raise ValidationError("metadata.name", f"{kind.kind} {ident[1]}/{ident[2]} appears twice", where)

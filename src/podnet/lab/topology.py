@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from typing import Callable
 
 from ..api import cluster
-from ..api.ippool import ROUTE_REFLECTOR_LABEL
-from ..api.keys import CONFIG, NODES
+from ..api.errors import ValidationError
+from ..api.ippool import DEFAULT_BLOCK_SIZE, ROUTE_REFLECTOR_LABEL, default_pool, pool_problem_with
+from ..api.keys import CONFIG, IPPOOLS, NODES
 from ..api.service import LB_POOL
 from ..kernel import netns as kns
 from ..store import open_store
@@ -47,7 +49,8 @@ def cluster_config(backend: str) -> str:
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
-       ttl: int = DEFAULT_TTL, subnets: int = 1, route_reflectors: int = 0) -> LabState:
+       ttl: int = DEFAULT_TTL, subnets: int = 1, route_reflectors: int = 0, pool_cidr: str = "",
+       block_size: int = 0) -> LabState:
     from ..agent import backends
 
     if not 1 <= nodes <= 200:
@@ -60,8 +63,17 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         topo = lab_topology(name, subnets)
     except ValueError as e:
         raise LabError(str(e)) from None
-    if route_reflectors and backend != "bgp":
-        raise LabError("--route-reflectors is a bgp setting: use it with --backend bgp")
+    if (route_reflectors or pool_cidr or block_size) and backend != "bgp":
+        raise LabError("--route-reflectors, --pool-cidr and --block-size are bgp settings: use them with --backend bgp")
+    pool = None
+    if backend == "bgp" and (pool_cidr or block_size):
+        try:
+            pool = default_pool(pool_cidr or CLUSTER_CIDR, block_size or DEFAULT_BLOCK_SIZE)
+            problem = pool_problem_with(pool, None, [], CLUSTER_CIDR)
+        except ValidationError as e:
+            problem = e
+        if problem:
+            raise LabError(f"the default IP pool: {problem}")
     if not 0 <= route_reflectors <= nodes:
         raise LabError(f"--route-reflectors must be between 0 and the number of nodes ({nodes})")
     if subnets > 1 and backends.get(backend).one_segment:
@@ -94,6 +106,11 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         with store_context(state):
             store = open_store(state.store_url)
             store.put(CONFIG, cluster_config(backend))
+            if pool is not None:  # as CALICO_IPV4POOL_CIDR / _BLOCK_SIZE: the agents find it and create none
+                pool["metadata"].update(creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                        uid=str(uuid.uuid4()))
+                store.put(f"{IPPOOLS}{pool['metadata']['name']}", json.dumps(pool))
+                progress(f"IPPool {pool['metadata']['name']}: {pool['spec']['cidr']}, blockSize {pool['spec']['blockSize']}")
             store.close()
         start_controller_manager(state)
         progress("controller manager: EndpointSlices and Deployments (on the underlay)")
@@ -230,7 +247,8 @@ def stop_kubelet(node: NodeState, hard: bool = False) -> None:
 
 
 def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress: Progress = _quiet) -> None:
-    """Until every node's agent has a lease and has written its Node object."""
+    """Until every node's agent has a lease (bgp: its BIRD answers), has written its Node object, and its
+    kubelet runs."""
     deadline = time.monotonic() + timeout
     pending = set(nodes)
     restarts = {n: _restarts(agent_state_path(state, n)) for n in nodes}
@@ -239,10 +257,11 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         while pending and time.monotonic() < deadline:
             for name in sorted(pending):
                 kv = store.get(f"{NODES}{name}")
+                node = json.loads(kv.value) if kv else {}
+                bgp = node.get("status", {}).get("podnet", {}).get("bgp")
                 if kv and _listening(os.path.join(state.node_dir(name), "cni.sock")) and \
-                        "running" in (read_state(kubelet_state_path(state, name)) or {}).get("state", {}):
-                    node = json.loads(kv.value)
-                    bgp = node.get("status", {}).get("podnet", {}).get("bgp")
+                        "running" in (read_state(kubelet_state_path(state, name)) or {}).get("state", {}) and \
+                        (not bgp or _listening(bgp.get("controlSocket", ""))):  # bgp: BIRD answers too
                     progress(f"{name}: ready, " + (f"pod CIDR {node['spec']['podCIDR']}" if node["spec"].get("podCIDR")
                                                    else f"BGP at {bgp['ipv4Address']}" if bgp else "no pod CIDR"))
                     pending.discard(name)
