@@ -4,6 +4,8 @@ grid again, teardown.
 Everything lives in namespaces named pn-demo<id>-*, removed at the end (also on failure or
 Ctrl-C). Pods are wired through the CNI exec protocol by the lab's runtime, talking to each
 node's agent; cross-node traffic goes over VXLAN (or host-gw routes with --backend host-gw).
+With --backend bgp the nodes sit on two underlay segments, and the demo also shows each
+node's BGP sessions and route table: blackholes, routes learned by BIRD, VXLAN routes.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def _step(text: str) -> None:
 def run_demo(backend: str = "vxlan", store_kind: str = "sqlite") -> bool:
     name = "demo" + uuid.uuid4().hex[:4]
     directory = tempfile.mkdtemp(prefix="pn-demo-")
+    subnets = 2 if backend == "bgp" else 1
     try:
-        _step(f"lab {name}: 3 nodes, {backend}, {store_kind} store")
-        state = topology.up(name, directory, 3, backend, store_kind, lambda m: click.echo(f"    {m}"))
+        _step(f"lab {name}: 3 nodes, {backend}, {store_kind} store" + (f", {subnets} underlay segments" if subnets > 1 else ""))
+        state = topology.up(name, directory, 3, backend, store_kind, lambda m: click.echo(f"    {m}"), subnets=subnets)
         _step("two pods per node, each running a TCP server that replies with the caller's address")
         with topology.store_context(state):
             from .store import open_store
@@ -66,12 +69,41 @@ def run_demo(backend: str = "vxlan", store_kind: str = "sqlite") -> bool:
             click.secho(f"{len(ok) - good} of {len(ok)} pairs failed", fg="red", bold=True)
             return False
         click.secho(f"all {good} pairs reach each other, source IPs preserved (no NAT between pods)", fg="green", bold=True)
+        if backend == "bgp":
+            _routing_step(state, pods)
         return _policy_step(state, pods, names)
     finally:
         _step("teardown")
         removed = topology.down(name, directory)
         shutil.rmtree(directory, ignore_errors=True)
         click.echo(f"    {len(removed)} namespaces removed")
+
+
+def _routing_step(state, pods: list[dict]) -> None:
+    """Each node's BGP sessions (as `podnet node status`) and route table, and one pod's routes."""
+    import json
+    import subprocess
+
+    from .api.keys import NODES
+    from .cli.calico import peer_rows, status_text
+    from .store import open_store
+
+    with topology.store_context(state):
+        store = open_store(state.store_url)
+        nodes = {n.name: json.loads(store.get(f"{NODES}{n.name}").value) for n in state.nodes}
+        store.close()
+    for n in state.nodes:
+        bgp = nodes[n.name]["status"]["podnet"]["bgp"]
+        _step(f"podnet node status {n.name}; ip route on {n.name}")
+        rows = peer_rows(bgp["controlSocket"]) or []
+        click.echo("\n".join(f"    {line}" for line in status_text(n.name, bgp["ipv4Address"], rows).splitlines()))
+        routes = subprocess.run(["ip", "-n", n.netns, "route"], capture_output=True, text=True).stdout
+        click.echo("\n".join(f"    {line}" for line in routes.splitlines()))
+    pod = pods[0]
+    _step(f"ip route in pod {pod['metadata']['name']}: everything via 169.254.1.1, which the node answers by proxy ARP")
+    routes = subprocess.run(["ip", "-n", pod["metadata"]["annotations"]["podnet.io/netns"].rsplit("/", 1)[-1], "route"],
+                            capture_output=True, text=True).stdout
+    click.echo("\n".join(f"    {line}" for line in routes.splitlines()))
 
 
 BACKENDS_FROM_FRONTENDS = {
@@ -120,7 +152,8 @@ def _policy_step(state, pods: list[dict], names: list[str]) -> bool:
 @click.option("--store", "store_kind", type=click.Choice(["sqlite", "etcd"]), default="sqlite", show_default=True)
 def demo(backend: str, store_kind: str) -> None:
     """A 3-node lab, two pods per node, a reachability grid, a NetworkPolicy and the grid again,
-    teardown (needs root)."""
+    teardown (needs root). With --backend bgp: two underlay segments, and each node's BGP
+    sessions and route table."""
     import os
 
     if os.geteuid() != 0:

@@ -18,3 +18,14 @@ def test_demo_grid_then_policy_and_leaves_nothing_behind():
     assert after_policy.count(" X") == 6
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "pn-demo" not in after and after.count("pn-") == before.count("pn-")
+
+
+def test_demo_bgp_shows_sessions_and_routes():
+    r = subprocess.run([sys.executable, "-m", "podnet.cli.main", "demo", "--backend", "bgp"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 36 pairs reach each other" in r.stdout and "2 underlay segments" in r.stdout
+    assert r.stdout.count("| node-to-node mesh | up    |") == 6  # 3 nodes, 2 sessions each
+    assert r.stdout.count("blackhole 10.244.") == 3 and "proto bird" in r.stdout and "dev vxlan.podnet" in r.stdout
+    assert "default via 169.254.1.1 dev eth0" in r.stdout
+    assert "6 pairs blocked, as the policy model says for all 36" in r.stdout

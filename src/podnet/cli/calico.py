@@ -37,8 +37,6 @@ def node_status(name: str, output: str) -> None:
     \b
     Example:
       podnet node status node1"""
-    from ..agent.backends.bgp.bird import parse_protocols
-    from ..agent.backends.bgp.config import PEER_TYPES
     from .resources import lab_store
 
     with lab_store() as (_state, store):
@@ -50,14 +48,28 @@ def node_status(name: str, output: str) -> None:
     if not bgp:
         raise click.ClickException(f"node {name} runs the {status.get('backend') or 'unknown'} backend, not bgp: "
                                    "it has no BGP sessions (podnet lab up --backend bgp)")
-    try:
-        proc = subprocess.run(["birdc", "-s", bgp["controlSocket"], "show", "protocols"], capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise click.ClickException(f"cannot ask BIRD on {name}: {e}") from None
-    if proc.returncode != 0 or "BIRD" not in proc.stdout:
-        click.echo(f"BIRD is not running on {name} ({(proc.stderr or proc.stdout).strip()}); its agent starts it again.")
+    rows = peer_rows(bgp["controlSocket"])
+    if rows is None:
+        click.echo(f"BIRD is not running on {name}; its agent starts it again.")
         raise SystemExit(1)
+    if output == "json":
+        click.echo(json.dumps({"node": name, "address": bgp["ipv4Address"], "peers": rows}, indent=2))
+        return
+    click.echo(status_text(name, bgp["ipv4Address"], rows))
+
+
+def peer_rows(control_socket: str) -> list[dict] | None:
+    """The BGP sessions BIRD at `control_socket` reports (None: it does not answer)."""
+    from ..agent.backends.bgp.bird import parse_protocols
+    from ..agent.backends.bgp.config import PEER_TYPES
+
+    try:
+        proc = subprocess.run(["birdc", "-s", control_socket, "show", "protocols"], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0 or "BIRD" not in proc.stdout:
+        return None
     rows = []
     for p in parse_protocols(proc.stdout):
         kind, _, rest = p["name"].partition("_")
@@ -65,15 +77,15 @@ def node_status(name: str, output: str) -> None:
             continue
         rows.append({"peerAddress": rest.replace("_", "."), "peerType": PEER_TYPES[kind], "state": p["state"],
                      "since": p["since"], "info": p["info"]})
-    if output == "json":
-        click.echo(json.dumps({"node": name, "address": bgp["ipv4Address"], "peers": rows}, indent=2))
-        return
-    click.echo(f"BIRD is running on {name} ({bgp['ipv4Address']}).\n\nIPv4 BGP status")
+    return rows
+
+
+def status_text(name: str, address: str, rows: list[dict]) -> str:
+    head = f"BIRD is running on {name} ({address}).\n\nIPv4 BGP status\n"
     if not rows:
-        click.echo("No IPv4 peers found.")
-        return
-    click.echo(_box(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
-                    [[r["peerAddress"], r["peerType"], r["state"], r["since"], r["info"]] for r in rows]))
+        return head + "No IPv4 peers found."
+    return head + _box(["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                       [[r["peerAddress"], r["peerType"], r["state"], r["since"], r["info"]] for r in rows])
 
 
 @click.group()

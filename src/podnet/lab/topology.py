@@ -120,6 +120,8 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
             labels = {ROUTE_REFLECTOR_LABEL: "true"} if i <= route_reflectors else {}
             add_node(state, f"node{i}", ttl=ttl, progress=progress, labels=labels)
             wait_ready(state, [f"node{i}"], progress=progress)
+        if backend == "bgp":
+            wait_bgp(state, progress=progress)
         route_lb_pool(state)
         progress(f"LoadBalancer pool {LB_POOL}: the underlay spreads it over the nodes")
         start_dns(state, progress)
@@ -276,6 +278,34 @@ def wait_ready(state: LabState, nodes: list[str], timeout: float = 60, progress:
         store.close()
     if pending:
         raise LabError(f"nodes not ready after {timeout:g}s: {', '.join(sorted(pending))} (see their agent.log)")
+
+
+def bgp_sessions(state: LabState, node: str) -> tuple[int, int]:
+    """(Established BGP sessions, all BGP sessions) of a node's BIRD; (0, 0) when it does not answer."""
+    from ..agent.backends.bgp.bird import CTL, parse_protocols
+
+    try:
+        out = subprocess.run(["birdc", "-s", os.path.join(state.node_dir(node), CTL), "show", "protocols"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0, 0
+    rows = [r for r in parse_protocols(out) if r["proto"] == "BGP"]
+    return sum(1 for r in rows if r["info"].startswith("Established")), len(rows)
+
+
+def wait_bgp(state: LabState, timeout: float = 30, progress: Progress = _quiet) -> None:
+    """Until every node's BGP sessions are Established (routes flow), as Calico's readiness
+    check for BIRD; a lab whose sessions do not come up says which."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {n.name: bgp_sessions(state, n.name) for n in state.nodes}
+        if all(up == total for up, total in counts.values()):
+            progress(f"BGP: every session Established ({sum(t for _, t in counts.values()) // 2} sessions)")
+            return
+        if time.monotonic() > deadline:
+            raise LabError("BGP sessions not Established after %gs: %s (see the nodes' bird.log)" % (timeout, ", ".join(
+                f"{n} {up}/{total}" for n, (up, total) in sorted(counts.items()) if up != total)))
+        time.sleep(0.2)
 
 
 def _restarts(state_path: str) -> int:
