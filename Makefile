@@ -48,6 +48,7 @@ bench: deps venv
 	$(PY) bench/cni_latency.py
 	$(PY) bench/agent_cni_latency.py
 	$(PY) bench/pod_network.py
+	$(PY) bench/bgp_convergence.py
 	$(PY) bench/services.py
 	$(PY) bench/policy.py
 	$(PY) bench/antispoof.py

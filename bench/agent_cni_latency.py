@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """ADD/DEL latency of the agent-backed `podnet` plugin against the reference bridge+host-local.
 
-A one-node lab provides a running agent. In that node's namespace, for each sample, the
-`podnet` plugin executable (which forwards to the agent) and the reference bridge (with and
-without ipMasq) each ADD and then DEL a pod namespace, interleaved, from the same process.
-Prints p50/p95 and ratios; the goal is podnet ADD p50 <= reference-with-ipMasq ADD p50.
+One-node labs provide running agents: one with a bridge (vxlan backend: bridge + host-local
+in the agent) and one routed (bgp backend: a block allocation in the datastore, then the routed
+plugin). In each node's namespace, for each sample, the `podnet` plugin executable (which
+forwards to the agent) and the reference bridge (with and without ipMasq) each ADD and then
+DEL a pod namespace, interleaved, from the same process. Prints p50/p95 and ratios; the goal
+is podnet ADD p50 <= reference-with-ipMasq ADD p50.
 """
 
 from __future__ import annotations
@@ -45,50 +47,61 @@ def timed(path, command, conf, ns, cid):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--iterations", type=int, default=40)
+    ap.add_argument("--backends", default="vxlan,bgp", help="the agents to measure, comma-separated")
     args = ap.parse_args()
-    name = "b" + uuid.uuid4().hex[:5]
+    tag = "b" + uuid.uuid4().hex[:4]
     directory = tempfile.mkdtemp(prefix="pn-bench-")
-    pods = [f"pn-{name}-bp{i}" for i in range(4)]
+    pods = [f"pn-{tag}-bp{i}" for i in range(4)]
+    labs = {}
     try:
-        state = topology.up(name, directory, 1, "vxlan", "sqlite")
-        node = state.nodes[0]
+        for backend in args.backends.split(","):
+            labs[backend] = topology.up(f"{tag}{backend[0]}", os.path.join(directory, backend), 1, backend, "sqlite")
         for ns in pods:
             subprocess.run(["ip", "netns", "add", ns], check=True)
-        ours = os.path.join(state.node_dir(node.name), "bin", "podnet")
-        with open(os.path.join(state.node_dir(node.name), "net.d", "10-podnet.conflist")) as f:
-            podnet_conf = {**json.load(f)["plugins"][0], "cniVersion": "1.0.0", "name": "podnet"}
-        cases = {
-            "podnet (agent)": (ours, podnet_conf),
-            "reference": (f"{REFERENCE}/bridge", {"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "refbr",
-                                                   "isGateway": True, "isDefaultGateway": True,
-                                                   "ipam": {"type": "host-local", "dataDir": os.path.join(directory, "ref"),
-                                                            "subnet": "10.99.0.0/24"}}),
-        }
-        cases["reference ipMasq"] = (cases["reference"][0], {**cases["reference"][1], "name": "refm", "ipMasq": True,
-                                                             "bridge": "refbrm", "ipam": {**cases["reference"][1]["ipam"],
-                                                                                         "subnet": "10.98.0.0/24"}})
+        cases = {}
+        for backend, state in labs.items():
+            node = state.nodes[0]
+            ours = os.path.join(state.node_dir(node.name), "bin", "podnet")
+            with open(os.path.join(state.node_dir(node.name), "net.d", "10-podnet.conflist")) as f:
+                conf = {**json.load(f)["plugins"][0], "cniVersion": "1.0.0", "name": "podnet"}
+            wiring = "routed" if backend == "bgp" else "bridge"
+            cases[f"podnet {backend} ({wiring})"] = (ours, conf, node.netns)
+        first = next(iter(labs.values())).nodes[0].netns
+        ref = {"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "refbr", "isGateway": True,
+               "isDefaultGateway": True, "ipam": {"type": "host-local", "dataDir": os.path.join(directory, "ref"),
+                                                  "subnet": "10.99.0.0/24"}}
+        cases["reference"] = (f"{REFERENCE}/bridge", ref, first)
+        cases["reference ipMasq"] = (f"{REFERENCE}/bridge", {**ref, "name": "refm", "ipMasq": True, "bridge": "refbrm",
+                                                             "ipam": {**ref["ipam"], "subnet": "10.98.0.0/24"}}, first)
         samples = {k: {"ADD": [], "DEL": []} for k in cases}
-        with netns.entered(f"/var/run/netns/{node.netns}"):
-            for i in range(args.iterations + 2):
-                for label, (path, conf) in cases.items():
-                    pod = pods[i % len(pods)]
+        for i in range(args.iterations + 2):
+            for label, (path, conf, node_ns) in cases.items():
+                pod = pods[i % len(pods)]
+                with netns.entered(f"/var/run/netns/{node_ns}"):
                     add = timed(path, "ADD", conf, pod, f"c{i}")
                     dele = timed(path, "DEL", conf, pod, f"c{i}")
-                    if i >= 2:
-                        samples[label]["ADD"].append(add)
-                        samples[label]["DEL"].append(dele)
+                if i >= 2:
+                    samples[label]["ADD"].append(add)
+                    samples[label]["DEL"].append(dele)
         print(f"CNI ADD/DEL latency in a lab node, {args.iterations} samples (ms; lower is better)")
-        print(f"{'plugin':<20}{'ADD p50':>9}{'p95':>8}{'DEL p50':>10}{'p95':>8}")
+        print(f"{'plugin':<26}{'ADD p50':>9}{'p95':>8}{'DEL p50':>10}{'p95':>8}")
         for label, s in samples.items():
-            print(f"{label:<20}{pct(s['ADD'], 50):>9.1f}{pct(s['ADD'], 95):>8.1f}{pct(s['DEL'], 50):>10.1f}{pct(s['DEL'], 95):>8.1f}")
-        ours_add, ref_masq = pct(samples["podnet (agent)"]["ADD"], 50), pct(samples["reference ipMasq"]["ADD"], 50)
-        print(f"podnet ADD p50 / reference-with-ipMasq ADD p50 = {ours_add / ref_masq:.2f}x "
-              f"({'goal met' if ours_add <= ref_masq else 'goal not met'}: <= 1.00x); "
-              f"/ reference without ipMasq = {ours_add / pct(samples['reference']['ADD'], 50):.2f}x")
+            print(f"{label:<26}{pct(s['ADD'], 50):>9.1f}{pct(s['ADD'], 95):>8.1f}{pct(s['DEL'], 50):>10.1f}"
+                  f"{pct(s['DEL'], 95):>8.1f}")
+        ref_masq, ref_plain = pct(samples["reference ipMasq"]["ADD"], 50), pct(samples["reference"]["ADD"], 50)
+        for label in [k for k in cases if k.startswith("podnet ")]:
+            ours_add = pct(samples[label]["ADD"], 50)
+            print(f"{label} ADD p50 / reference-with-ipMasq ADD p50 = {ours_add / ref_masq:.2f}x "
+                  f"({'goal met' if ours_add <= ref_masq else 'goal not met'}: <= 1.00x); "
+                  f"/ reference without ipMasq = {ours_add / ref_plain:.2f}x")
+        if "podnet bgp (routed)" in samples and "podnet vxlan (bridge)" in samples:
+            print(f"routed ADD p50 / bridge ADD p50 = "
+                  f"{pct(samples['podnet bgp (routed)']['ADD'], 50) / pct(samples['podnet vxlan (bridge)']['ADD'], 50):.2f}x")
     finally:
         for ns in pods:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        topology.down(name, directory)
+        for backend, state in labs.items():
+            topology.down(state.name, state.directory)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def render(world: World, me: Peer, underlay: str, blocks: list[ipaddress.IPv4Net
     lines += ["}", ""]
     port = f" port {world.port}" if world.port != 179 else ""
     lines += ["template bgp podnet_peer {", f"  local {me.ip}{port} as {world.asn};",
-              "  connect delay time 2;", "  connect retry time 5;", "  error wait time 5, 30;", "  graceful restart;",
+              "  connect delay time 1;", "  connect retry time 3;", "  error wait time 3, 30;", "  graceful restart;",
               "  ipv4 { import all; export filter podnet_bgp_export; };", "}", ""]
     for kind, peer in sessions(world, me):
         lines.append(f"protocol bgp {protocol_name(kind, peer.ip)} from podnet_peer {{  # {peer.name}, {PEER_TYPES[kind]}")
