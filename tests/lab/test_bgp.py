@@ -111,6 +111,16 @@ def test_four_nodes_two_segments(make_lab):
     assert probe.ping(netns_of(pods[0]), ip_of(pods[1]))  # p1 -> p2: node1 -> node2 on segment 1
     assert vtep_tx(nodes["node1"].netns) > before
 
+    # the agent of node2 dies: BIRD keeps running (and routing); the next agent adopts it
+    n2 = lab.state.node("node2")
+    bird2 = bird_pids(n2.netns)
+    topology.stop_agent(n2, hard=True)
+    assert bird_pids(n2.netns) == bird2 and probe.ping(netns_of(pods[0]), ip_of(pods[1]))
+    topology.start_agent(lab.state, n2)
+    assert wait_for(lambda: "adopting the running BIRD" in open(os.path.join(lab.state.node_dir("node2"), "agent.log")).read(),
+                    15)
+    assert bird_pids(n2.netns) == bird2 and probe.ping(netns_of(pods[2]), ip_of(pods[1]))
+
     # kill -9 BIRD on node4: restarted by its agent, sessions and routes come back by themselves
     ns4 = nodes["node4"].netns
     old = bird_pids(ns4)
@@ -205,3 +215,14 @@ def test_ippool_cli_and_admission(make_lab):
         assert r.exit_code != 0 and "spec.ipipMode: Always needs IP-in-IP tunnels" in r.output, r.output
     r = run_cli(lab, "node", "status", "node1")
     assert r.exit_code == 0 and "BIRD is running on node1" in r.output and "No IPv4 peers found." in r.output, r.output
+    r = run_cli(lab, "delete", "ippool", "default-ipv4-ippool")
+    assert r.exit_code != 0 and "addresses in use" in r.output and "spec.disabled: true" in r.output
+    # a node's labels are the operator's: the agent's heartbeat keeps them
+    assert run_cli(lab, "label", "node", "node1", "rack=r1").exit_code == 0
+
+    def node1():
+        return json.loads(run_cli(lab, "get", "node", "node1", "-o", "json").output)
+
+    beat = node1()["status"]["conditions"][0]["lastHeartbeatTime"]
+    assert wait_for(lambda: node1()["status"]["conditions"][0]["lastHeartbeatTime"] != beat, 12)
+    assert node1()["metadata"]["labels"]["rack"] == "r1"

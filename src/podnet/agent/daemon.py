@@ -77,6 +77,7 @@ class Agent:
                  masquerade: bool = True, controllers: tuple = CONTROLLERS, node_labels: dict | None = None) -> None:
         self.node = node
         self.node_labels = dict(node_labels or {})
+        self._labelled = False
         self.store_url = store_url
         self.iface = iface
         self.state_dir = state_dir
@@ -207,7 +208,8 @@ class Agent:
                     labels = dict(meta.get("labels") or {})
                 except (ValueError, KeyError, TypeError, AttributeError):
                     pass
-            labels.update(self.node_labels)
+            if not self._labelled:  # --node-labels at start, as the kubelet's: the operator may change them later
+                labels.update(self.node_labels)
             labels["kubernetes.io/hostname"] = self.node
             spec = {"podCIDR": str(self.lease.subnet), "podCIDRs": [str(self.lease.subnet)]} if self.lease else {}
             node = {
@@ -226,6 +228,7 @@ class Agent:
             }
             text = json.dumps(node)
             if self.store.create(key, text) if kv is None else self.store.cas(key, text, kv.mod_revision):
+                self._labelled = True
                 return
         raise RuntimeError(f"{key}: changed by someone else on every try")
 

@@ -15,6 +15,7 @@ or a Namespace deletes what it owns or contains the same way.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import time
 import uuid
@@ -107,6 +108,26 @@ def _prepare(store: Store, kind: kinds.Kind, obj: dict, previous: dict | None) -
     elif kind.kind == "IPPool":
         _admit_pool(store, obj, previous)
     return obj
+
+
+def _pool_unused(store: Store, pool: dict | None) -> None:
+    """A pool whose addresses are in use is not deleted: its pods would lose their routes. As
+    with Calico: disable it, move the pods, then delete it."""
+    if pool is None:
+        return
+    net = ipaddress.ip_network(pool["spec"]["cidr"])
+    used = 0
+    for kv in store.list(keys.IPAM_BLOCKS)[0]:
+        try:
+            block = json.loads(kv.value)
+            if ipaddress.ip_network(block["cidr"]).subnet_of(net):
+                used += len(block.get("allocations") or {})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    if used:
+        raise ValidationError("metadata.name", f"IPPool {pool['metadata']['name']} still has {used} addresses in use (pods, "
+                                               "and a VXLAN tunnel address per node): set spec.disabled: true, move its "
+                                               "pods, then delete it")
 
 
 def _admit_pool(store: Store, pool: dict, previous: dict | None) -> None:
@@ -211,6 +232,8 @@ def delete(store: Store, kind: kinds.Kind, namespace: str, name: str, grace: int
     if kind.kind == "Pod":
         return delete_pod(store, ns, name, grace, force)
     kv = store.get(kind.key(ns, name))
+    if kind.kind == "IPPool" and kv is not None:
+        _pool_unused(store, stored.decode(kv.value, False))
     existed = kv is not None
     if kind.kind == "Deployment":
         for pod in owned_pods(store, ns, name):

@@ -413,9 +413,12 @@ def label(kind_word: str, name: str, changes: tuple[str, ...], namespace: str, o
       podnet label pod web -n x role=frontend
       podnet label ns y team=red
       podnet label pod web -n x role-            (remove it)
+      podnet label node node2 podnet.io/route-reflector=true   (bgp: a route reflector)
 
-    Services and policies that select by these labels follow within seconds."""
-    kind = _kind(kind_word, writable=True)
+    Services, policies, IP pools and BGP peerings that select by these labels follow within seconds."""
+    kind = _kind(kind_word)
+    if not kind.writable and kind.kind != "Node":  # nodes are the agents', but their labels are the operator's
+        raise click.ClickException(f"{kind.plural} are written by podnet itself; their labels cannot be set")
     sets, removes = {}, []
     for change in changes:
         if change.endswith("-") and "=" not in change:
