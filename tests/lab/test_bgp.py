@@ -226,3 +226,44 @@ def test_ippool_cli_and_admission(make_lab):
     beat = node1()["status"]["conditions"][0]["lastHeartbeatTime"]
     assert wait_for(lambda: node1()["status"]["conditions"][0]["lastHeartbeatTime"] != beat, 12)
     assert node1()["metadata"]["labels"]["rack"] == "r1"
+
+
+def test_200_concurrent_adds_across_4_nodes(make_lab):
+    """200 CNI ADDs at once through the `podnet` plugin, 50 per node, with /28 blocks so that the
+    nodes race each other for blocks: 200 distinct addresses in the pool, every block owned by
+    one node; then 200 DELs give every address back."""
+    import concurrent.futures
+
+    lab = make_lab(4, "bgp", block_size=28)
+    prefix = f"pn-{lab.state.name}-x"
+    jobs = [(n, f"{prefix}{n.name[-1]}{i:02d}") for n in lab.state.nodes for i in range(50)]
+    for _, ns in jobs:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+
+    def cni(command, node, ns):
+        d = lab.state.node_dir(node.name)
+        conf = json.load(open(os.path.join(d, "net.d", "10-podnet.conflist")))["plugins"][0]
+        env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": ns, "CNI_NETNS": f"/var/run/netns/{ns}",
+               "CNI_IFNAME": "eth0", "CNI_PATH": os.path.join(d, "bin")}
+        r = subprocess.run(["nsenter", f"--net=/var/run/netns/{node.netns}", os.path.join(d, "bin", "podnet")],
+                           input=json.dumps({**conf, "cniVersion": "1.0.0", "name": "podnet"}), env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return json.loads(r.stdout)["ips"][0]["address"].split("/")[0] if command == "ADD" else ""
+
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        ips = list(pool.map(lambda job: cni("ADD", *job), jobs))
+    assert len(set(ips)) == 200 and all(ip.startswith("10.244.") for ip in ips)
+    with store_context(lab.state):
+        store = lab.store()
+        from podnet.ipam.blocks import load_blocks
+
+        blocks = load_blocks(store)
+        assert sum(len(b.allocations) for b in blocks) >= 200
+        assert {b.affinity for b in blocks} == {"node1", "node2", "node3", "node4"}
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            list(pool.map(lambda job: cni("DEL", *job), jobs))
+        left = {b.ip(o): a["handle"] for b in load_blocks(store) for o, a in b.allocations.items()}
+        store.close()
+    # what is left: the 4 nodes' VXLAN tunnel addresses and the cluster DNS pod's
+    assert len(left) == 5 and sum(h.startswith("vxlan-tunnel-addr-") for h in left.values()) == 4, left

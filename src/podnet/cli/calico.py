@@ -53,9 +53,13 @@ def node_status(name: str, output: str) -> None:
         click.echo(f"BIRD is not running on {name}; its agent starts it again.")
         raise SystemExit(1)
     if output == "json":
-        click.echo(json.dumps({"node": name, "address": bgp["ipv4Address"], "peers": rows}, indent=2))
+        click.echo(json.dumps({"node": name, "address": bgp["ipv4Address"], "peers": rows,
+                               "configError": bgp.get("configError", "")}, indent=2))
         return
     click.echo(status_text(name, bgp["ipv4Address"], rows))
+    if bgp.get("configError"):
+        click.echo(f"\nWarning: BIRD refused the latest configuration the agent rendered and runs the previous one:\n"
+                   f"  {bgp['configError']}")
 
 
 def peer_rows(control_socket: str) -> list[dict] | None:

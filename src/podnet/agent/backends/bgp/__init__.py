@@ -114,8 +114,12 @@ class Bgp(Backend):
 
     def node_status(self, ctx: NodeContext) -> dict:
         vtep = ctx.devices.get("vtep")
-        return {"bgp": {"ipv4Address": ctx.public_cidr, "vtepMAC": vtep.mac if vtep else "",
-                        "vtepIP": ctx.devices.get("vtep_ip", ""), "controlSocket": ctx.devices["bird"].ctl}}
+        bird: Bird = ctx.devices["bird"]
+        status = {"ipv4Address": ctx.public_cidr, "vtepMAC": vtep.mac if vtep else "",
+                  "vtepIP": ctx.devices.get("vtep_ip", ""), "controlSocket": bird.ctl, "birdRestarts": bird.restarts}
+        if bird.error:
+            status["configError"] = bird.error  # BIRD refused the latest render: it runs the previous one
+        return {"bgp": status}
 
     # -- the loop -------------------------------------------------------------------------------
     def me(self, ctx: NodeContext, w: world.World) -> world.Peer:
