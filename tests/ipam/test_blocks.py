@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
 import threading
 
 import pytest
@@ -16,10 +14,8 @@ from podnet.api import keys
 from podnet.api.ippool import parse_ippool
 from podnet.ipam import blocks
 from podnet.ipam.blocks import BlockAllocator, IPAMError
-from podnet.kernel import netns as kns
 from podnet.store import open_store
-from podnet.store.etcd_server import EtcdServer
-from tests.conftest import ns_path
+from tests.store.test_store import store  # noqa: F401 - the same fixture: each test on SQLite and etcd
 
 
 def put_pool(store, name="p", cidr="10.244.0.0/16", block=26, **spec):
@@ -31,26 +27,6 @@ def put_pool(store, name="p", cidr="10.244.0.0/16", block=26, **spec):
 def wipe(store):
     for kv in store.list("/podnet/")[0]:
         store.delete(kv.key)
-
-
-@pytest.fixture(params=["sqlite", "etcd"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(f"sqlite://{tmp_path}/store.db")
-        yield s
-        s.close()
-        return
-    if os.geteuid() != 0 or not shutil.which("etcd"):
-        pytest.skip("etcd tests need root and Debian's etcd-server")
-    ns = request.getfixturevalue("netns").new("etcd")
-    server = EtcdServer(ns, str(tmp_path / "etcd")).start()
-    try:
-        with kns.entered(ns_path(ns)):
-            s = open_store(server.url)
-            yield s
-            s.close()
-    finally:
-        server.stop()
 
 
 def check_invariants(store):

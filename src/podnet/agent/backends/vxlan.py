@@ -18,6 +18,19 @@ OVERHEAD = 50  # outer IPv4 + UDP + VXLAN headers
 FIELDS = ("VNI", "Port")
 
 
+def parse_vni_port(fields: dict, source: str, owner: str, vni: int, port: int) -> dict:
+    """The VNI and Port of a Backend section (defaults given), or ValidationError naming the field."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ValidationError(f"Backend.{unknown[0]}", f"unknown field for backend {owner}", source)
+    vni, port = fields.get("VNI", vni), fields.get("Port", port)
+    if not isinstance(vni, int) or isinstance(vni, bool) or not 0 < vni < 1 << 24:
+        raise ValidationError("Backend.VNI", f"must be an integer from 1 to 16777215, not {vni!r}", source)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValidationError("Backend.Port", f"must be a UDP port number, not {port!r}", source)
+    return {"VNI": vni, "Port": port}
+
+
 def device_name(vni: int) -> str:
     return f"podnet.{vni}"
 
@@ -33,15 +46,7 @@ class Vxlan(Backend):
     summary = "VXLAN overlay: a VTEP per node, neighbour + FDB + route per peer (any underlay)"
 
     def parse(self, fields: dict, source: str) -> dict:
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise ValidationError(f"Backend.{unknown[0]}", "unknown field for backend vxlan (expected VNI, Port)", source)
-        vni, port = fields.get("VNI", 1), fields.get("Port", 8472)
-        if not isinstance(vni, int) or isinstance(vni, bool) or not 0 < vni < 1 << 24:
-            raise ValidationError("Backend.VNI", f"must be an integer from 1 to 16777215, not {vni!r}", source)
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ValidationError("Backend.Port", f"must be a UDP port number, not {port!r}", source)
-        return {"VNI": vni, "Port": port}
+        return parse_vni_port(fields, source, "vxlan (expected VNI, Port)", 1, 8472)
 
     def setup(self, ctx: NodeContext) -> dict:
         ctx.devices["vtep"] = ensure_vtep(ctx, None)

@@ -24,18 +24,17 @@ import time
 import uuid
 
 from ....api import keys
-from ....api.errors import ValidationError
 from ....api.ippool import default_pool
 from ....ipam.blocks import IPAMError, load_pools
 from ....kernel import features, rtnl
 from ...render import overlay_guard
 from .. import Backend, NodeContext, register, routes
+from ..vxlan import parse_vni_port
 from . import config, tunnels, world
 from .bird import Bird, BirdError, binaries
 
 VTEP = "vxlan.podnet"
 OVERHEAD = 50
-FIELDS = ("VNI", "Port")
 
 
 def tunnel_handle(node: str) -> str:
@@ -50,16 +49,8 @@ class Bgp(Backend):
     watches = (keys.NODES, keys.IPPOOLS, keys.IPAM_AFFINITIES, keys.IPAM_BORROWED, keys.BGP_CONFIGURATIONS)
 
     def parse(self, fields: dict, source: str) -> dict:
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise ValidationError(f"Backend.{unknown[0]}", "unknown field for backend bgp (expected VNI, Port; the AS "
-                                                           "number and peers come from the BGPConfiguration)", source)
-        vni, port = fields.get("VNI", 4096), fields.get("Port", 4789)
-        if not isinstance(vni, int) or isinstance(vni, bool) or not 0 < vni < 1 << 24:
-            raise ValidationError("Backend.VNI", f"must be an integer from 1 to 16777215, not {vni!r}", source)
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ValidationError("Backend.Port", f"must be a UDP port number, not {port!r}", source)
-        return {"VNI": vni, "Port": port}
+        return parse_vni_port(fields, source, "bgp (expected VNI, Port; the AS number and peers come from the "
+                                              "BGPConfiguration)", 4096, 4789)
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, ctx: NodeContext) -> dict:
