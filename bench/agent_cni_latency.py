@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ def main() -> None:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         for backend, state in labs.items():
             topology.down(state.name, state.directory)
+        shutil.rmtree(directory, ignore_errors=True)  # the reference plugin's IPAM state lives here too
 
 
 if __name__ == "__main__":

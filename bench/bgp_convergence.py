@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def measure(backend: str, size: int, tag: str) -> tuple[float, float] | None:
         return None
     finally:
         topology.down(name, directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main() -> None:

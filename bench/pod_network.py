@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,7 @@ def main() -> None:
     finally:
         for name, directory in labs:
             topology.down(name, directory)
+            shutil.rmtree(directory, ignore_errors=True)
     rows = [(label, statistics.median(v) if v else None) for label, v in samples.items()]
     base = rows[0][1]
     print(f"pod-to-pod TCP throughput, iperf3 {args.seconds} s per case, median of {args.rounds} interleaved rounds "
