@@ -36,14 +36,16 @@ class Lab:
     def store(self):
         return open_store(self.state.store_url)
 
-    def apply_pod(self, name: str, node: str, namespace: str = "default", labels: dict | None = None) -> dict:
-        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+    def apply_pod(self, name: str, node: str, namespace: str = "default", labels: dict | None = None,
+                  annotations: dict | None = None, wait: bool = True) -> dict:
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                                                               "annotations": annotations or {}},
                "spec": {"nodeName": node, "containers": [{"name": "echo", "command": [
                    sys.executable, "-m", "podnet.lab.echo", "--port", "8080"]}]}}
         with topology.store_context(self.state):
             store = self.store()
             try:
-                return pods_mod.create_pod(self.state, store, parse_pod(doc, "test"))
+                return pods_mod.create_pod(self.state, store, parse_pod(doc, "test"), wait=wait)
             finally:
                 store.close()
 

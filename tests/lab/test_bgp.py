@@ -172,6 +172,36 @@ def test_small_blocks_claim_and_borrow(make_lab):
     assert not bad, bad
 
 
+def test_pod_asks_for_a_pool_by_annotation(make_lab):
+    """Calico's `cni.projectcalico.org/ipv4pools` annotation: the pod's address comes from the
+    named pool (its block routed like any other); a pool that does not exist keeps the pod
+    Pending with the reason, and no address is taken for it."""
+    lab = make_lab(2, "bgp", pool_cidr="10.244.0.0/17")
+    path = os.path.join(lab.state.directory, "blue.yaml")
+    with open(path, "w") as f:
+        f.write("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: blue-pool}\n"
+                "spec: {cidr: 10.244.128.0/24, blockSize: 28}\n")
+    assert run_cli(lab, "apply", "-f", path).exit_code == 0
+    pools = {"cni.projectcalico.org/ipv4pools": '["blue-pool"]'}
+    blue = lab.apply_pod("blue", "node1", annotations=pools)
+    plain = lab.apply_pod("plain", "node2")
+    assert ip_of(blue).startswith("10.244.128.") and not ip_of(plain).startswith("10.244.128."), (ip_of(blue), ip_of(plain))
+    assert wait_for(lambda: re.search(r"^10\.244\.128\.0/28 via 172\.31\.0\.11 .*proto bird",
+                                      routes(lab.state.node("node2").netns), re.M), 10), routes(lab.state.node("node2").netns)
+    bad = all_pairs_reach([blue, plain])
+    assert not bad, bad
+    # a pool that does not exist: the pod waits with the reason, and nothing is allocated for it
+    lab.apply_pod("lost", "node2", annotations={"cni.projectcalico.org/ipv4pools": '["nope"]'}, wait=False)
+
+    def waiting() -> str:
+        pod = json.loads(run_cli(lab, "get", "pod", "lost", "-o", "json").output)
+        return json.dumps(pod.get("status", {}).get("containerStatuses", []))
+
+    assert wait_for(lambda: "the requested IP pool 'nope' does not exist" in waiting(), 15), waiting()
+    out = run_cli(lab, "ipam", "show").output
+    assert re.search(r"\|\s*IP Pool\s*\|\s*10\.244\.128\.0/24\s*\|\s*256\s*\|\s*1 \(0%\)", out), out
+
+
 def test_route_reflector(make_lab):
     lab = make_lab(4, "bgp", route_reflectors=1)
     assert wait_for(lambda: [i for _, i in established(lab, "node1").values()].count("Established") == 3, 20)
