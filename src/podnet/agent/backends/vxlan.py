@@ -81,11 +81,11 @@ def render(me: Lease, leases: list[Lease]) -> Desired:
     return d
 
 
-def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.Link:
-    """The node's VTEP: created once, kept across agent restarts (so its MAC stays the same).
-    Its address (the subnet's x.y.z.0/32) is set once the subnet is known."""
+def ensure_vxlan_device(ctx: NodeContext, name: str) -> rtnl.Link:
+    """A VXLAN device with the cluster's VNI and port on the node's underlay address, up:
+    created once and kept across agent restarts (so its MAC stays the same), remade only when
+    its VNI, port or local address no longer match."""
     nl, vni, port = ctx.nl, ctx.conf["VNI"], ctx.conf["Port"]
-    name = device_name(vni)
     want = {"vni": vni, "local": ctx.public_ip, "port": port}
     link = nl.link(name)
     if link is not None and (link.kind != "vxlan" or nl.vxlan_info(link.index) != want):
@@ -94,6 +94,15 @@ def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.
     if link is None:
         nl.add_vxlan(name, vni, ctx.public_ip, port, ctx.underlay.index, mtu=ctx.underlay.mtu - OVERHEAD)
         link = nl.link(name)
+    if not link.up:
+        nl.set_link(link.index, up=True)
+    return nl.link(name)
+
+
+def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.Link:
+    """The node's VTEP; its address (the subnet's x.y.z.0/32) is set once the subnet is known."""
+    nl, name = ctx.nl, device_name(ctx.conf["VNI"])
+    link = ensure_vxlan_device(ctx, name)
     if subnet is not None:
         addr = f"{vtep_ip(subnet)}/32"
         have = {a.cidr for a in nl.addresses(link.index, rtnl.AF_INET)}
@@ -101,8 +110,6 @@ def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.
             nl.delete_address(link.index, stale)
         if addr not in have:
             nl.add_address(link.index, addr)
-    if not link.up:
-        nl.set_link(link.index, up=True)
     return nl.link(name)
 
 

@@ -29,7 +29,7 @@ from ....ipam.blocks import IPAMError, load_pools
 from ....kernel import features, rtnl
 from ...render import overlay_guard
 from .. import Backend, NodeContext, register, routes
-from ..vxlan import parse_vni_port
+from ..vxlan import ensure_vxlan_device, parse_vni_port
 from . import config, tunnels, world
 from .bird import Bird, BirdError, binaries
 
@@ -78,7 +78,7 @@ class Bgp(Backend):
                 ctx.log(f"bgp: IPPool {', '.join(ipip)} asks for ipipMode, but this kernel cannot create an ipip device "
                         f"({problem}): their routes across segments are not programmed; use vxlanMode instead")
         ctx.devices["bird"] = Bird(ctx.state_dir, ctx.log)
-        ctx.devices["vtep"] = ensure_vtep(ctx)
+        ctx.devices["vtep"] = ensure_vxlan_device(ctx, VTEP)
         ctx.devices["vtep_ip"] = ""
         self.ensure_tunnel_address(ctx)
         return {}
@@ -157,20 +157,6 @@ class Bgp(Backend):
             Bird(state_dir).stop()
 
 
-def ensure_vtep(ctx: NodeContext) -> rtnl.Link:
-    """vxlan.podnet: created once and kept (its MAC stays the same across agent restarts)."""
-    nl, vni, port = ctx.nl, ctx.conf["VNI"], ctx.conf["Port"]
-    want = {"vni": vni, "local": ctx.public_ip, "port": port}
-    link = nl.link(VTEP)
-    if link is not None and (link.kind != "vxlan" or nl.vxlan_info(link.index) != want):
-        nl.delete_link(link.index)
-        link = None
-    if link is None:
-        nl.add_vxlan(VTEP, vni, ctx.public_ip, port, ctx.underlay.index, mtu=ctx.underlay.mtu - OVERHEAD)
-        link = nl.link(VTEP)
-    if not link.up:
-        nl.set_link(link.index, up=True)
-    return nl.link(VTEP)
 
 
 register(Bgp())
