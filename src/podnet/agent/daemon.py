@@ -364,7 +364,7 @@ class Agent:
         if any(e.key == CONFIG_KEY for e in events):
             self.pending.add("config")
         for c in self.controllers:
-            if c.watches and any(e.key.startswith(c.watches) for e in events):
+            if any([c.concerns(e) for e in events]):  # every event seen (a controller may keep track)
                 self.pending.add(c.name)
 
     def watch(self, rev: int) -> tuple[list, int]:

@@ -164,6 +164,38 @@ def test_world_from_a_store(tmp_path):
     store.close()
 
 
+def test_only_node_changes_that_are_rendered_make_the_routes_sync():
+    """Heartbeats come from every node every few seconds: they must not make every agent re-read
+    the cluster. A Node put counts when its peer address, VTEP or labels changed."""
+    from types import SimpleNamespace
+
+    from podnet.agent.backends.bgp import Bgp
+    from podnet.store.base import Event
+
+    ctx = SimpleNamespace(devices={})
+    backend = Bgp()
+
+    def node(beat, ip="172.31.0.12/24", labels=None, vtep="66:00:00:00:00:02"):
+        return json.dumps({"metadata": {"name": "b", "labels": labels or {"kubernetes.io/hostname": "b"}}, "status": {
+            "conditions": [{"type": "Ready", "lastHeartbeatTime": beat}],
+            "podnet": {"backend": "bgp", "bgp": {"ipv4Address": ip, "vtepMAC": vtep, "vtepIP": "10.244.2.0"}}}})
+
+    def put(value, key=f"{keys.NODES}b"):
+        return backend.relevant(ctx, Event("put", key, value, 1))
+
+    assert put(node("t1"))                       # first sight
+    assert not put(node("t2"))                   # a heartbeat
+    assert put(node("t3", ip="172.31.1.12/24"))  # moved
+    assert not put(node("t4", ip="172.31.1.12/24"))
+    assert put(node("t5", ip="172.31.1.12/24", labels={"podnet.io/route-reflector": "true"}))
+    assert put(node("t6", ip="172.31.1.12/24", labels={"podnet.io/route-reflector": "true"}, vtep="66:00:00:00:00:09"))
+    assert put("{")                              # undecodable: let the sync read and report it
+    assert put("{")
+    assert backend.relevant(ctx, Event("delete", f"{keys.NODES}b", "", 2))
+    assert put(node("t7"))                       # back after a delete: seen afresh
+    assert backend.relevant(ctx, Event("put", f"{keys.IPAM_AFFINITIES}b/10.244.2.0-26", "{}", 3))
+
+
 def test_parse_protocols():
     text = """BIRD 2.0.12 ready.
 Name       Proto      Table      State  Since         Info

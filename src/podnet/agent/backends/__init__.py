@@ -77,6 +77,11 @@ class Backend:
         """What peers need to know of this node, published in its Node object (status.podnet)."""
         return {}
 
+    def relevant(self, ctx: NodeContext, event) -> bool:
+        """Whether a store event under `watches` can change what this node renders (False lets
+        the routes controller skip it, e.g. a peer's heartbeat)."""
+        return True
+
     def reconcile(self, ctx: NodeContext, full: bool) -> dict:
         """Routed backends: make the kernel (and any daemon) match the store; counts of changes."""
         raise NotImplementedError

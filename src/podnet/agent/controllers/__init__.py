@@ -20,5 +20,9 @@ class Controller:
     def __init__(self, agent) -> None:
         self.agent = agent
 
+    def concerns(self, event) -> bool:
+        """Whether a store event should make it sync: by default, any change under `watches`."""
+        return bool(self.watches) and event.key.startswith(self.watches)
+
     def sync(self, full: bool) -> None:
         raise NotImplementedError

@@ -22,6 +22,10 @@ class Routes(Controller):
         super().__init__(agent)
         self.guard = OwnedTable("ip", "podnet_overlay", agent.log)
 
+    def concerns(self, event) -> bool:
+        a = self.agent
+        return super().concerns(event) and (getattr(a, "ctx", None) is None or a.backend.relevant(a.ctx, event))
+
     def sync(self, full: bool) -> None:
         a = self.agent
         if a.backend.routed:

@@ -52,6 +52,23 @@ class Bgp(Backend):
         return parse_vni_port(fields, source, "bgp (expected VNI, Port; the AS number and peers come from the "
                                               "BGPConfiguration)", 4096, 4789)
 
+    def relevant(self, ctx: NodeContext, event) -> bool:
+        """A Node put matters only when what the world takes from it changed (its peer address,
+        VTEP, labels): peers' heartbeats, every few seconds from every node, then cost one JSON
+        decode instead of a read of the whole cluster."""
+        if not event.key.startswith(keys.NODES):
+            return True
+        seen = ctx.devices.setdefault("node_views", {})
+        name = event.key[len(keys.NODES):]
+        if event.type != "put":
+            seen.pop(name, None)
+            return True
+        view = world.node_view(event.value)
+        if view is not None and seen.get(name) == view:
+            return False
+        seen[name] = view
+        return True
+
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, ctx: NodeContext) -> dict:
         from ...host import HostError

@@ -75,6 +75,15 @@ def peer_of(node: dict) -> Peer | None:
                 bgp.get("vtepIP", ""))
 
 
+def node_view(value: str) -> tuple | None:
+    """What `read` takes from a stored Node (its peer and labels), to compare; None: undecodable."""
+    try:
+        node = json.loads(value)
+        return peer_of(node), tuple(sorted((node["metadata"].get("labels") or {}).items()))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def read(store: Store) -> World:
     w = World()
     kv = store.get(f"{keys.BGP_CONFIGURATIONS}default")
