@@ -122,6 +122,43 @@ def test_release_node(store):
     assert [blk.affinity for blk in blocks.load_blocks(store)] == ["b"]
 
 
+def test_release_node_keeps_a_live_nodes_block(store):
+    """The block's owner stays; the leaving node only borrowed from it. Emptied, it keeps its
+    owner (who still announces it) and starts its grace period, rather than vanishing."""
+    put_pool(store, cidr="10.244.0.0/30", block=30)
+    a, b = BlockAllocator(store, "a"), BlockAllocator(store, "b")
+    for i in range(4):
+        a.assign(f"a{i}")
+    for i in range(4):
+        a.release(f"a{i}")
+    borrowed = b.assign("b0")  # no free block: b borrows from a's
+    assert store.get(blocks.borrowed_key(borrowed)) is not None
+    assert blocks.release_node(store, "b") == []
+    block = blocks.get_block(store, ipaddress.ip_network("10.244.0.0/30"))
+    assert block is not None and block.affinity == "a" and not block.allocations and block.empty_since
+    check_invariants(store)
+
+
+def test_a_pool_made_again_with_another_block_size_never_overlaps_old_blocks(store):
+    put_pool(store, cidr="10.244.0.0/24", block=26)
+    BlockAllocator(store, "a").assign("x")  # a owns 10.244.0.0/26, still in its grace period after the pool goes
+    put_pool(store, cidr="10.244.0.0/24", block=25)
+    BlockAllocator(store, "b").assign("y")
+    assert sorted(str(blk.cidr) for blk in blocks.load_blocks(store)) == ["10.244.0.0/26", "10.244.0.128/25"]
+    check_invariants(store)
+
+
+def test_the_full_pass_indexes_a_block_its_owner_never_indexed(store):
+    put_pool(store, cidr="10.244.0.0/24", block=26)
+    a = BlockAllocator(store, "a")
+    a.assign("x")
+    store.delete(blocks.affinity_key("a", ipaddress.ip_network("10.244.0.0/26")))  # died between the two writes
+    assert a.own_blocks() == []
+    assert a.repair_index() == ["10.244.0.0/26"] and a.repair_index() == []
+    assert a.own_blocks() == [ipaddress.ip_network("10.244.0.0/26")]
+    check_invariants(store)
+
+
 def test_200_adds_across_4_nodes_at_once_get_200_addresses(store):
     put_pool(store)
     allocators = {n: BlockAllocator(store, n) for n in ("n1", "n2", "n3", "n4")}

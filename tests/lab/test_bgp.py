@@ -66,14 +66,21 @@ def bird_pids(ns: str) -> list[int]:
     return out
 
 
-def all_pairs_reach(pods: list[dict]) -> dict:
-    """Ping and TCP (the echo server says which source address it saw) for every pair; the bad ones."""
+def all_pairs_reach(pods: list[dict], settle: float = 10.0) -> dict:
+    """Ping and TCP (the echo server says which source address it saw) for every pair; the bad
+    ones. A pod counts as started once its process runs, so its echo server may still be binding
+    its port: pairs that fail are asked again for up to `settle` seconds."""
     def check(a, b):
         return probe.ping(netns_of(a), ip_of(b)), probe.tcp_source(netns_of(a), ip_of(b), 8080)
 
-    results = probe.matrix(pods, check)
     source = {p["metadata"]["name"]: ip_of(p) for p in pods}
-    return {pair: r for pair, r in results.items() if not r[0] or r[1] != source[pair[0]]}
+    deadline = time.monotonic() + settle
+    while True:
+        results = probe.matrix(pods, check)
+        bad = {pair: r for pair, r in results.items() if not r[0] or r[1] != source[pair[0]]}
+        if not bad or time.monotonic() > deadline:
+            return bad
+        time.sleep(0.5)
 
 
 def test_four_nodes_two_segments(make_lab):
@@ -174,20 +181,27 @@ def test_small_blocks_claim_and_borrow(make_lab):
 
 def test_pod_asks_for_a_pool_by_annotation(make_lab):
     """Calico's `cni.projectcalico.org/ipv4pools` annotation: the pod's address comes from the
-    named pool (its block routed like any other); a pool that does not exist keeps the pod
-    Pending with the reason, and no address is taken for it."""
-    lab = make_lab(2, "bgp", pool_cidr="10.244.0.0/17")
-    path = os.path.join(lab.state.directory, "blue.yaml")
-    with open(path, "w") as f:
-        f.write("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: blue-pool}\n"
-                "spec: {cidr: 10.244.128.0/24, blockSize: 28}\n")
-    assert run_cli(lab, "apply", "-f", path).exit_code == 0
+    named pool (its block routed like any other, here across segments through VXLAN); a pool
+    that does not exist keeps the pod Pending with the reason, and no address is taken for it.
+    Disabling the default pool moves the nodes' VXLAN tunnel addresses out of it, as Calico does,
+    and its pods stay reachable."""
+    lab = make_lab(2, "bgp", subnets=2, pool_cidr="10.244.0.0/17")
+    path = os.path.join(lab.state.directory, "pools.yaml")
+
+    def apply(text):
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_cli(lab, "apply", "-f", path)
+        assert r.exit_code == 0, r.output
+
+    apply("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: blue-pool}\n"
+          "spec: {cidr: 10.244.128.0/24, blockSize: 28, vxlanMode: CrossSubnet}\n")
     pools = {"cni.projectcalico.org/ipv4pools": '["blue-pool"]'}
     blue = lab.apply_pod("blue", "node1", annotations=pools)
     plain = lab.apply_pod("plain", "node2")
     assert ip_of(blue).startswith("10.244.128.") and not ip_of(plain).startswith("10.244.128."), (ip_of(blue), ip_of(plain))
-    assert wait_for(lambda: re.search(r"^10\.244\.128\.0/28 via 172\.31\.0\.11 .*proto bird",
-                                      routes(lab.state.node("node2").netns), re.M), 10), routes(lab.state.node("node2").netns)
+    n2 = lab.state.node("node2").netns
+    assert wait_for(lambda: re.search(r"^10\.244\.128\.0/28 via \S+ dev vxlan\.podnet", routes(n2), re.M), 10), routes(n2)
     bad = all_pairs_reach([blue, plain])
     assert not bad, bad
     # a pool that does not exist: the pod waits with the reason, and nothing is allocated for it
@@ -200,6 +214,17 @@ def test_pod_asks_for_a_pool_by_annotation(make_lab):
     assert wait_for(lambda: "the requested IP pool 'nope' does not exist" in waiting(), 15), waiting()
     out = run_cli(lab, "ipam", "show").output
     assert re.search(r"\|\s*IP Pool\s*\|\s*10\.244\.128\.0/24\s*\|\s*256\s*\|\s*1 \(0%\)", out), out
+    # retiring the default pool: the tunnel addresses move to blue-pool, traffic keeps flowing
+    apply("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: default-ipv4-ippool}\n"
+          "spec: {cidr: 10.244.0.0/17, blockSize: 26, vxlanMode: CrossSubnet, natOutgoing: true, disabled: true}\n")
+
+    def vteps() -> list[str]:
+        nodes = json.loads(run_cli(lab, "get", "nodes", "-o", "json").output)["items"]
+        return [n["status"]["podnet"]["bgp"]["vtepIP"] for n in nodes]
+
+    assert wait_for(lambda: all(ip.startswith("10.244.128.") for ip in vteps()), 20), vteps()
+    bad = all_pairs_reach([blue, plain])
+    assert not bad, bad
 
 
 def test_route_reflector(make_lab):
@@ -270,7 +295,7 @@ def test_200_concurrent_adds_across_4_nodes(make_lab):
     for _, ns in jobs:
         subprocess.run(["ip", "netns", "add", ns], check=True)
 
-    def cni(command, node, ns):
+    def cni(command, node, ns, ok=True):
         d = lab.state.node_dir(node.name)
         conf = json.load(open(os.path.join(d, "net.d", "10-podnet.conflist")))["plugins"][0]
         env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": ns, "CNI_NETNS": f"/var/run/netns/{ns}",
@@ -278,12 +303,24 @@ def test_200_concurrent_adds_across_4_nodes(make_lab):
         r = subprocess.run(["nsenter", f"--net=/var/run/netns/{node.netns}", os.path.join(d, "bin", "podnet")],
                            input=json.dumps({**conf, "cniVersion": "1.0.0", "name": "podnet"}), env=env,
                            capture_output=True, text=True, timeout=120)
+        if not ok:
+            return r
         assert r.returncode == 0, r.stdout + r.stderr
         return json.loads(r.stdout)["ips"][0]["address"].split("/")[0] if command == "ADD" else ""
 
     with concurrent.futures.ThreadPoolExecutor(64) as pool:
         ips = list(pool.map(lambda job: cni("ADD", *job), jobs))
     assert len(set(ips)) == 200 and all(ip.startswith("10.244.") for ip in ips)
+    # the same ADD again fails (eth0 exists) and must not free the running pod's address
+    again = cni("ADD", *jobs[0], ok=False)
+    assert again.returncode != 0 and "already exists" in again.stdout, again.stdout
+    with store_context(lab.state):
+        store = lab.store()
+        from podnet.agent.routed_cni import handle_for
+        from podnet.ipam.blocks import BlockAllocator
+
+        assert BlockAllocator(store, "node1").ips_of(handle_for(jobs[0][1], "eth0")) == [ips[0]]
+        store.close()
     with store_context(lab.state):
         store = lab.store()
         from podnet.ipam.blocks import load_blocks

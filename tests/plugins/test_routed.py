@@ -76,6 +76,27 @@ def test_two_pods_on_one_node_reach_each_other(ours, node, netns):
                           capture_output=True).returncode == 0
 
 
+def test_a_late_del_of_an_earlier_sandbox_leaves_the_new_one_wired(ours, node, netns):
+    """Both sandboxes of a pod get the same host veth name: the new ADD replaces the old veth,
+    and the old sandbox's DEL, arriving later, must not take the new one's away."""
+    old, new = netns.new("old"), netns.new("new")
+    assert run_plugin(ours, "routed", "ADD", conf(), host_ns=node, netns=ns_path(old), container_id="sandbox-a",
+                      cni_args=ARGS).rc == 0
+    r = run_plugin(ours, "routed", "ADD", conf(("10.244.1.6/32",)), host_ns=node, netns=ns_path(new),
+                   container_id="sandbox-b", cni_args=ARGS)
+    assert r.rc == 0, r
+    name = r.json["interfaces"][0]["name"]
+    assert ip_json(node, "link", "show", "dev", name)[0]["ifalias"] == "sandbox-b"
+    assert run_plugin(ours, "routed", "DEL", conf(), host_ns=node, netns=ns_path(old), container_id="sandbox-a",
+                      cni_args=ARGS).rc == 0
+    assert {"dst": "10.244.1.6", "dev": name, "scope": "link", "flags": []} in ip_json(node, "route")
+    assert subprocess.run(["ip", "netns", "exec", new, "busybox", "ping", "-c1", "-W2", "192.0.2.1"],
+                          capture_output=True).returncode == 0
+    assert run_plugin(ours, "routed", "DEL", conf(("10.244.1.6/32",)), host_ns=node, netns=ns_path(new),
+                      container_id="sandbox-b", cni_args=ARGS).rc == 0
+    assert all(link["ifname"] != name for link in ip_json(node, "link"))
+
+
 def test_failed_add_leaves_nothing(ours, node, netns):
     pod = netns.new("pod")
     r = run_plugin(ours, "routed", "ADD", conf(("fd00::5/128",)), host_ns=node, netns=ns_path(pod), cni_args=ARGS)

@@ -129,6 +129,7 @@ class Agent:
         under, public_ip = host.underlay(self.nl, self.iface)
         self.public_ip = public_ip
         self.backend = backends.get(self.cfg.backend)
+        self.stop_task()  # a previous backend's task (bgp: BIRD's supervisor) must not undo its teardown
         for name in backends.names():
             if name != self.backend.name:
                 backends.get(name).teardown(self.nl, self.state_dir)
@@ -166,14 +167,17 @@ class Agent:
         self.start_task()
         log(f"{where} for {self.node} ({public_ip}), backend {self.cfg.backend}, pod MTU {mtu}")
 
-    def start_task(self) -> None:
-        """The backend's long-running task, if it has one, in a thread restarted with back-off
-        when it raises (a previous backend's task is stopped first)."""
+    def stop_task(self) -> None:
         self.task_stop.set()
         for t in self.task_threads:
             t.join(5)
-        self.task_stop = threading.Event()
         self.task_threads = []
+
+    def start_task(self) -> None:
+        """The backend's long-running task, if it has one, in a thread restarted with back-off
+        when it raises (a previous backend's task is stopped first)."""
+        self.stop_task()
+        self.task_stop = threading.Event()
         if not self.backend.runs_task:
             return
         backend, ctx, stop = self.backend, self.ctx, self.task_stop
@@ -364,7 +368,12 @@ class Agent:
         if any(e.key == CONFIG_KEY for e in events):
             self.pending.add("config")
         for c in self.controllers:
-            if any([c.concerns(e) for e in events]):  # every event seen (a controller may keep track)
+            try:
+                hit = any([c.concerns(e) for e in events])  # every event seen (a controller may keep track)
+            except Exception as e:  # noqa: BLE001 - a filter that fails lets the sync decide
+                log(f"{c.name}: could not filter store events ({e}): syncing")
+                hit = True
+            if hit:
                 self.pending.add(c.name)
 
     def watch(self, rev: int) -> tuple[list, int]:

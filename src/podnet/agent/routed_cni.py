@@ -91,12 +91,13 @@ class RoutedDelegate:
         command = env.get("CNI_COMMAND", "")
         handle = handle_for(env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""))
         if command == "ADD":
+            held = bool(self.allocator.ips_of(handle))  # a repeated ADD: the address is a running pod's
             try:
                 ip = self.allocator.assign(handle, self.pod_of(env), self.requested_pools(env))
             except (IPAMError, ValueError) as e:
                 return _error(version, 999, "podnet IPAM: cannot assign an address", str(e))
             code, out = self._plugin(env, conf, [ip])
-            if code != 0:
+            if code != 0 and not held:
                 self.allocator.release(handle)
             return code, out
         if command == "DEL":

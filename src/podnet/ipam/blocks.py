@@ -265,8 +265,12 @@ class BlockAllocator:
     def _claim(self, pool: Pool, handle: str, pod: str) -> str | None:
         """Take a free block of the pool (creating its key is the claim) with the address in it."""
         for _ in range(ATTEMPTS):
-            taken = {b.cidr for b in load_blocks(self.store)}
-            free = next((c for c in pool.blocks() if c not in taken), None)
+            blocks = [b.cidr for b in load_blocks(self.store)]
+            taken = set(blocks)
+            # blocks of another size (left by a pool deleted and made again with a new blockSize,
+            # during their grace period) must not be overlapped either
+            odd = [c for c in blocks if c.prefixlen != pool.block_size and c.overlaps(pool.cidr)]
+            free = next((c for c in pool.blocks() if c not in taken and not any(c.overlaps(o) for o in odd)), None)
             if free is None:
                 return None
             block = Block(free, pool.name, self.node)
@@ -339,6 +343,16 @@ class BlockAllocator:
                     break
         self.store.delete(borrowed_key(ip))
 
+    def repair_index(self) -> list[str]:
+        """Put back affinity index entries for blocks this node owns but that the index lacks (an
+        agent that died between creating a block and indexing it); the blocks re-indexed."""
+        with self.lock:
+            indexed = set(self.own_blocks())
+            missing = [b.cidr for b in load_blocks(self.store) if b.affinity == self.node and b.cidr not in indexed]
+            for cidr in missing:
+                self.store.put(affinity_key(self.node, cidr), json.dumps({"node": self.node, "cidr": str(cidr)}))
+            return [str(c) for c in missing]
+
     def release_empty_blocks(self, now: float | None = None) -> list[str]:
         """Give back this node's blocks that have been empty for longer than the grace period."""
         now = time.time() if now is None else now
@@ -381,7 +395,9 @@ def release_node(store: Store, node: str) -> list[str]:
             if block.affinity == node:
                 owned.append(str(block.cidr))
                 block.affinity = None
-            done = (store.delete(block.key, block.mod_revision) if not block.allocations
+            elif not block.allocations:  # another node's block, empty now: it starts its grace period
+                block.empty_since = time.time()
+            done = (store.delete(block.key, block.mod_revision) if not block.allocations and block.affinity is None
                     else store.cas(block.key, block.to_json(), block.mod_revision))
             if done:
                 break

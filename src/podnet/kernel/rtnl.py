@@ -34,6 +34,7 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
 IFLA_PROTINFO, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_PROMISCUITY = 12, 18, 26, 28, 30
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 IFLA_LINK_NETNSID = 37
+IFLA_IFALIAS = 20
 VETH_INFO_PEER = 1
 IFLA_VLAN_ID = 1
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT = 1, 3, 4, 7, 15
@@ -125,7 +126,7 @@ def _ip_str(family: int, b: bytes) -> str:
 
 class Link:
     __slots__ = ("index", "name", "flags", "mtu", "mac", "master", "kind", "promiscuity", "hairpin",
-                 "vlan_filtering", "link_netnsid", "peer_index")
+                 "vlan_filtering", "link_netnsid", "peer_index", "alias")
 
     def __init__(self, index: int, name: str, flags: int) -> None:
         self.index = index
@@ -140,6 +141,7 @@ class Link:
         self.vlan_filtering: bool | None = None
         self.link_netnsid: int | None = None
         self.peer_index = 0
+        self.alias = ""
 
     @property
     def up(self) -> bool:
@@ -258,6 +260,8 @@ class Netlink:
             link.promiscuity = _u32(a[IFLA_PROMISCUITY])
         if IFLA_LINK in a:
             link.peer_index = _u32(a[IFLA_LINK])
+        if IFLA_IFALIAS in a:
+            link.alias = _cstr(a[IFLA_IFALIAS])
         if IFLA_LINK_NETNSID in a:
             link.link_netnsid = struct.unpack("=i", a[IFLA_LINK_NETNSID][:4])[0]
         if IFLA_LINKINFO in a:
@@ -330,7 +334,8 @@ class Netlink:
 
     def set_link(self, index: int, *, up: bool | None = None, promisc: bool | None = None,
                  master: int | None = None, mtu: int | None = None, netns_fd: int | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, alias: str | None = None) -> None:
+        """Change a link (the kernel takes an ifalias only here, not when the link is made)."""
         flags = change = 0
         if up is not None:
             change |= IFF_UP
@@ -347,6 +352,8 @@ class Netlink:
             attrs += attr_u32(IFLA_NET_NS_FD, netns_fd)
         if name is not None:
             attrs += attr_str(IFLA_IFNAME, name)
+        if alias is not None:
+            attrs += attr_str(IFLA_IFALIAS, alias)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, index, flags, change) + attrs)
 
     def set_bridge_port(self, index: int, *, hairpin: bool) -> None:

@@ -95,7 +95,9 @@ def add(args: CmdArgs) -> dict:
             sysctl.write(f"net/ipv6/conf/{host_name}/disable_ipv6", "1")
         except OSError:
             pass
-        nl.set_link(host.index, up=True)
+        # the host end's ifalias names the sandbox: a late DEL of an earlier sandbox of this pod
+        # (same veth name) must not take this one's network away
+        nl.set_link(host.index, up=True, alias=args.container_id[:255])
         cont = cnl.link(args.ifname)
         with netns.entered(args.netns):
             cnl.set_link(cont.index, up=True)
@@ -125,7 +127,7 @@ def delete(args: CmdArgs) -> None:
     common.delete_container_iface(args.netns, args.ifname)
     with rtnl.Netlink() as nl:  # the netns may be gone already, taking the pod's end but not always ours
         link = nl.link(host_veth_name(args, prefix))
-        if link is not None and link.kind == "veth":
+        if link is not None and link.kind == "veth" and link.alias in ("", args.container_id[:255]):
             try:
                 nl.delete_link(link.index)
             except OSError:

@@ -136,9 +136,30 @@ class Bgp(Backend):
         return world.Peer(ctx.node, str(iface.ip), iface.network, found.reflector if found else False,
                           ctx.devices["vtep"].mac, ctx.devices.get("vtep_ip", ""))
 
+    def move_tunnel_address(self, ctx: NodeContext, w: world.World) -> None:
+        """The tunnel address leaves a pool that was disabled (or deleted), as Calico's does, once
+        another pool can give one: otherwise the old pool could never be emptied and deleted."""
+        ip = ctx.devices.get("vtep_ip")
+        if not ip:
+            return
+        addr = ipaddress.IPv4Address(ip)
+        pool = next((p for p in w.pools if addr in p.cidr), None)
+        if pool is not None and not pool.disabled and "Tunnel" in pool.uses:
+            return
+        try:
+            ctx.allocator.pools_for(None, "Tunnel")
+        except IPAMError:
+            return  # nowhere to go: keep it
+        ctx.allocator.release(tunnel_handle(ctx.node))
+        ctx.devices["vtep_ip"] = ""
+        self.ensure_tunnel_address(ctx)
+        ctx.log(f"bgp: VXLAN tunnel address moved from {ip} (pool {pool.name if pool else 'gone'}) "
+                f"to {ctx.devices['vtep_ip'] or 'none yet'}")
+
     def reconcile(self, ctx: NodeContext, full: bool) -> dict:
         self.ensure_tunnel_address(ctx)
         w = world.read(ctx.store)
+        self.move_tunnel_address(ctx, w)
         me = self.me(ctx, w)
         w.peers[ctx.node] = me
         ctx.devices["world"] = w
@@ -152,6 +173,9 @@ class Bgp(Backend):
         changed = routes.apply(ctx.nl, tunnels.render(w, me), ctx.underlay, ctx.devices["vtep"])
         changed["bird_reconfigured"] = int(reconfigured)
         if full:
+            indexed = ctx.allocator.repair_index()
+            if indexed:
+                ctx.log(f"bgp: blocks {', '.join(indexed)} were ours but not indexed: announcing them")
             released = ctx.allocator.release_empty_blocks()
             if released:
                 ctx.log(f"bgp: gave back empty blocks {', '.join(released)}")

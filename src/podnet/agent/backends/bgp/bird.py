@@ -72,7 +72,7 @@ class Bird:
                 with open(self.conf) as f:
                     self.installed = f.read()
                 if self.installed == text:
-                    self.configure()  # a BIRD adopted from an earlier agent may run an older file
+                    self._configure()  # a BIRD adopted from an earlier agent may run an older file
             if text == self.installed:
                 return False
             problem = self.check(text)
@@ -84,8 +84,17 @@ class Bird:
             self.error = ""
             os.replace(f"{self.conf}.candidate", self.conf)
             self.installed = text
-            self.configure()
+            self._configure()
             return True
+
+    def _configure(self) -> None:
+        """configure(), and if BIRD did not take the file, forget that it is installed: the next
+        apply of the same text reads the file again and asks BIRD once more."""
+        try:
+            self.configure()
+        except (BirdError, OSError, subprocess.SubprocessError):
+            self.installed = None
+            raise
 
     def configure(self) -> None:
         """Tell a running BIRD to read the file again (nothing to do when none runs yet)."""
@@ -168,8 +177,12 @@ class Bird:
     def _wait(pid: int, child: subprocess.Popen | None, stop: threading.Event) -> int | None:
         try:
             fd = os.pidfd_open(pid)
-        except OSError:
-            return child.wait() if child else None
+        except OSError:  # no pidfd here (an old kernel, a seccomp profile): the child, or poll /proc
+            if child is not None:
+                return child.wait()
+            while not stop.is_set() and os.path.exists(f"/proc/{pid}"):
+                stop.wait(0.5)
+            return None
         try:
             poller = select.poll()
             poller.register(fd, select.POLLIN)

@@ -80,7 +80,7 @@ def node_view(value: str) -> tuple | None:
     try:
         node = json.loads(value)
         return peer_of(node), tuple(sorted((node["metadata"].get("labels") or {}).items()))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
