@@ -43,7 +43,7 @@ def iperf(server_ns: str, server_ip: str, client_ns: str, seconds: int, attempts
             for _ in range(50):
                 r = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-t", str(seconds), "-J"],
                                    capture_output=True, text=True)
-                if r.returncode == 0 or r.stdout.strip():
+                if r.returncode == 0 or (r.stdout.strip() and "Connection refused" not in r.stdout):
                     break
                 time.sleep(0.1)  # the server is not listening yet
             gbps, problem = _bits_per_second(r.stdout, r.stderr)
