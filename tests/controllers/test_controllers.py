@@ -72,3 +72,45 @@ def test_endpoint_slices_follow_ready_pods_and_vanish_with_their_service(store):
     objects.delete(store, kinds.BY_KIND["Service"], "default", "web")
     endpointslices.sync(store)
     assert store.get("/podnet/endpointslices/default/web") is None
+
+
+def test_endpoint_slices_from_events_equal_a_full_pass(store):
+    """Events recompute only the services they touch; whatever they were, a full pass
+    afterwards finds nothing to change. A Pod event touches only the services selecting it."""
+    def svc(name, app, ns="default"):
+        return parse_service({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                              "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]}}, "t")
+
+    def pod(name, app, ip, ready=True):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+                "spec": {"nodeName": "node1", "containers": [{"name": "c"}]},
+                "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+    objects.apply(store, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    for i in range(50):
+        objects.apply(store, svc(f"s{i}", f"app{i}"))
+    controller = endpointslices.EndpointSlices()
+    _, rev = store.list("/podnet/")
+    controller(store)  # the first run is a full pass
+    written = []
+
+    def step(change):
+        nonlocal rev
+        change()
+        events = store.watch("/podnet/", rev, 0.1)
+        if events:
+            rev = events[-1].revision
+        written.append(controller(store, events=events))
+
+    step(lambda: store.put("/podnet/pods/default/a", json.dumps(pod("a", "app3", "10.244.1.2"))))
+    assert written[-1] == 1  # only s3's slices
+    step(lambda: store.put("/podnet/pods/default/a", json.dumps(pod("a", "app4", "10.244.1.2"))))
+    assert written[-1] == 2  # s3 loses it, s4 gains it
+    step(lambda: store.put("/podnet/pods/default/b", json.dumps(pod("b", "app4", "10.244.1.3", ready=False))))
+    step(lambda: objects.apply(store, svc("s4", "app3")))  # the selector changes
+    step(lambda: objects.apply(store, svc("s4", "app4", ns="other")))  # same name, another namespace
+    step(lambda: store.delete("/podnet/pods/default/a"))
+    step(lambda: store.delete("/podnet/services/default/s7"))
+    step(lambda: store.put("/podnet/pods/default/c", "{not json"))
+    assert endpointslices.sync(store) == 0  # a full pass agrees with what the events did
+    assert store.get("/podnet/endpointslices/default/s7") is None

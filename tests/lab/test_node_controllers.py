@@ -68,9 +68,9 @@ def test_a_rule_deleted_by_hand_from_the_proxy_table_comes_back(make_lab):
                                  capture_output=True, text=True, check=True).stdout
             return [i["rule"] for i in json.loads(out)["nftables"] if "rule" in i]
 
-        assert wait_for(lambda: any(r["chain"].startswith("svc-") for r in rules()), 10)
+        assert wait_for(lambda: any(r["chain"] == "services" for r in rules()), 10)
         before = len(rules())
-        victim = next(r for r in rules() if r["chain"].startswith("svc-"))
+        victim = next(r for r in rules() if r["chain"] == "services")  # the ClusterIP lookup
         subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "rule", "ip", "podnet_proxy", victim["chain"], "handle",
                         str(victim["handle"])], check=True)
         assert len(rules()) == before - 1

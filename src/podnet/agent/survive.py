@@ -3,7 +3,8 @@
 Pure: stored objects in, what to program out, plus the names of the objects left out. A
 render of everything is tried first (the usual case costs nothing extra); only when it fails
 are the objects tried one by one to find the ones it chokes on, which are then skipped, so
-one bad object never stops every good one from being served.
+one bad object never stops every good one from being served. (The service proxy works per
+service, podnet.proxy.maps.checked_contribution, and needs no such search.)
 """
 
 from __future__ import annotations
@@ -12,15 +13,6 @@ from ..api import stored
 from ..policy import render as policy_render
 from ..policy import world as policy_world
 from ..policy.evaluate import World
-from ..proxy import render as proxy
-
-
-def proxy_model(services: list[dict], slices: dict, node: str, cluster: str) -> tuple[proxy.Model, list[str]]:
-    try:
-        return proxy.render(services, slices, node, cluster), []
-    except Exception:  # noqa: BLE001 - render the others, name the ones it choked on
-        good, culprits = stored.partition(services, lambda svc: proxy.render([svc], slices, node, cluster))
-        return proxy.render(good, slices, node, cluster), [f"service {stored.ident(svc)}" for svc in culprits]
 
 
 def policy_commands(world: World, node: str) -> tuple[list[dict], list[str]]:

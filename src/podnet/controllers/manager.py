@@ -20,11 +20,16 @@ LEASE_TTL = 15
 RENEW = 5.0
 RESYNC = 10.0
 LEADER_KEY = f"{keys.LEADERS}controller-manager"
-# controller -> the prefixes whose changes make it run
-CONTROLLERS = {
-    "endpointslices": (endpointslices.sync, (keys.SERVICES, keys.PODS)),
-    "deployments": (deployments.sync, (keys.DEPLOYMENTS, keys.PODS)),
-}
+
+
+def controllers() -> dict:
+    """controller -> (run(store, log, events), the prefixes whose changes make it run); events
+    is None for a full pass, else the events since its last run (a controller may use them).
+    Made per manager: a controller may keep memory."""
+    return {
+        "endpointslices": (endpointslices.EndpointSlices(), (keys.SERVICES, keys.PODS)),
+        "deployments": (lambda store, log, _events: deployments.sync(store, log), (keys.DEPLOYMENTS, keys.PODS)),
+    }
 
 
 def log(msg: str) -> None:
@@ -41,6 +46,7 @@ class Manager:
         self.leading = False
         self.failures: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
+        self.controllers = controllers()
 
     def lead(self) -> bool:
         """Take or keep the leader lease; whether we hold it."""
@@ -57,22 +63,24 @@ class Manager:
         self.store.revoke(self.lease)
         return False
 
-    def run_controller(self, name: str, full: bool = False) -> None:
+    def run_controller(self, name: str, events: list | None = None) -> bool:
+        """Run one controller (events None: a full pass); False when it failed or must wait."""
         if time.monotonic() < self.retry_at.get(name, 0.0):
-            return
-        sync, _ = CONTROLLERS[name]
+            return False
+        sync, _ = self.controllers[name]
         try:
-            sync(self.store, log)
+            sync(self.store, log, events)
         except Exception as e:  # noqa: BLE001 - the one policy: log, back off, retry; the others go on
             n = self.failures.get(name, 0) + 1
             self.failures[name] = n
             delay = min(0.5 * 2 ** (n - 1), 30.0)
             self.retry_at[name] = time.monotonic() + delay
             log(f"{name} failed ({n}x): {e.__class__.__name__}: {e}; retrying in {delay:g} s")
-            return
+            return False
         if self.failures.pop(name, 0):
             log(f"{name}: recovered")
         self.retry_at.pop(name, None)
+        return True
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -80,7 +88,7 @@ class Manager:
         self.store = open_store(self.store_url)
         rev = None
         last_lead = last_resync = 0.0
-        pending: set[str] = set()
+        pending: dict[str, list | None] = {}  # controller -> its events since it last ran (None: a full pass)
         delay = 0.5
         while not self.stop.is_set():
             try:
@@ -94,11 +102,13 @@ class Manager:
                     continue
                 if rev is None or now - last_resync >= RESYNC:
                     _, rev = self.store.list(keys.ROOT)
-                    pending |= set(CONTROLLERS)
+                    pending = dict.fromkeys(self.controllers)
                     last_resync = now
                 for name in sorted(pending):
-                    self.run_controller(name)
-                pending = {n for n in pending if n in self.retry_at}
+                    if self.run_controller(name, pending[name]):
+                        del pending[name]
+                    else:  # failed (its memory may be half updated) or backing off: a full pass next
+                        pending[name] = None
                 try:
                     events = self.store.watch(keys.ROOT, rev, 1.0)
                 except Compacted:
@@ -106,9 +116,13 @@ class Manager:
                     continue
                 if events:
                     rev = events[-1].revision
-                for name, (_, watched) in CONTROLLERS.items():
-                    if any(e.key.startswith(watched) for e in events):
-                        pending.add(name)
+                for name, (_, watched) in self.controllers.items():
+                    mine = [e for e in events if e.key.startswith(watched)]
+                    if mine:
+                        if name not in pending:
+                            pending[name] = mine
+                        elif pending[name] is not None:
+                            pending[name] += mine
                 delay = 0.5
             except Exception as e:  # noqa: BLE001 - store down or stalled: back off, keep trying
                 log(f"controller-manager: {e.__class__.__name__}: {e}; retrying in {delay:g} s")

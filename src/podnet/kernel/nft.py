@@ -101,6 +101,22 @@ def run(commands: list[dict]) -> None:
         raise NftError(f"nft failed: {proc.stderr.decode().strip()}")
 
 
+def run_text(commands: list[str]) -> None:
+    """Apply nft commands in nft's own syntax, one per line, atomically (for what JSON cannot
+    say on nft 1.0.6, such as a map declared with `typeof ... numgen`)."""
+    if not commands:
+        return
+    text = ("\n".join(commands) + "\n").encode()
+    if _library is not None:  # not JSON: the library parses it as nft syntax
+        rc, _, err = _library.run(text, note=True)
+        if rc != 0:
+            raise NftError(f"nft failed: {err.decode(errors='replace').strip()}")
+        return
+    proc = _run(["-f", "-"], text)
+    if proc.returncode != 0:
+        raise NftError(f"nft failed: {proc.stderr.decode().strip()}")
+
+
 def list_ruleset(what: list[str]) -> list[dict]:
     """`nft -j list ...`; an absent table or chain gives []."""
     if _library is not None:

@@ -135,6 +135,39 @@ def contribution(svc: dict, slices: dict | None, node: str) -> Contribution:
     return c
 
 
+def checked_contribution(svc: dict, slices: dict | None, node: str) -> tuple[Contribution | None, str]:
+    """contribution(), or (None, what is wrong) for an object that is not a usable Service: a
+    stored value may be anything, and one bad service must not keep the others out."""
+    try:
+        c = contribution(svc, slices, node)
+        _check(c)
+        return c, ""
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _check(c: Contribution) -> None:
+    """Everything that reaches nft's syntax is an address, a known protocol or a port."""
+    def port(p) -> None:
+        if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
+            raise ValueError(f"port {p!r} is not 1-65535")
+    for ip, proto, p in [*c.service_ips, *c.no_endpoint_ips]:
+        ipaddress.IPv4Address(ip)
+        if proto not in PROTOCOLS:
+            raise ValueError(f"protocol {proto!r}")
+        port(p)
+    for proto, p in [*c.nodeports, *c.no_endpoint_nodeports]:
+        if proto not in PROTOCOLS:
+            raise ValueError(f"protocol {proto!r}")
+        port(p)
+    for t in c.targets.values():
+        if not isinstance(t.timeout, int) or not 0 <= t.timeout <= 86400:
+            raise ValueError(f"affinity timeout {t.timeout!r}")
+        for ip, p in t.endpoints:
+            ipaddress.IPv4Address(ip)
+            port(p)
+
+
 def _pairs(endpoints: list[tuple[str, int, str]]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted({(ip, port) for ip, port, _ in endpoints}, key=lambda e: (ipaddress.IPv4Address(e[0]), e[1])))
 
@@ -146,6 +179,9 @@ class Table:
 
     def __init__(self, cluster_cidr: str) -> None:
         self.cluster_cidr = cluster_cidr
+        self._reset()
+
+    def _reset(self) -> None:
         self.services: dict[str, Contribution] = {}
         self.ids: dict[str, int] = {}            # target name -> id
         self.in_use: set[int] = set()
@@ -287,6 +323,52 @@ class Table:
     def skeleton(self) -> str:
         """The table with its fixed chains, maps and sets, empty of services."""
         return skeleton(self.cluster_cidr)
+
+    def rebuild(self, contributions: dict[str, Contribution]) -> list[str]:
+        """Forget everything and fill the table anew: one transaction that replaces whatever
+        table is in the kernel (the agent's first sync, or after an error or drift)."""
+        self._reset()
+        cmds: list[str] = []
+        for key in sorted(contributions):
+            cmds += self.set_service(key, contributions[key])
+        return [f"table {FAMILY} {TABLE} {{}}", f"delete table {FAMILY} {TABLE}", self.skeleton(), *compact(cmds)]
+
+    def expected(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(elements per map, rules per chain that come and go) as the kernel should hold them;
+        the dynamic affinity map is left out."""
+        maps_ = {"service-ips": 0, "service-nodeports": 0, "no-endpoint-services": 0, "no-endpoint-nodeports": 0}
+        for c in self.services.values():
+            maps_["service-ips"] += len(c.service_ips)
+            maps_["service-nodeports"] += len(c.nodeports)
+            maps_["no-endpoint-services"] += len(c.no_endpoint_ips)
+            maps_["no-endpoint-nodeports"] += len(c.no_endpoint_nodeports)
+        maps_["endpoints"] = sum(mark >> N_SHIFT & N_MAX for mark in self.marks.values())
+        maps_["remember"] = sum(1 for t in self.targets.values() if t.flags & AFFINITY)
+        maps_["dispatch"] = len(self.counts)
+        maps_["hairpin"] = len(self.hairpins)
+        chains = {f"pick-{n}": len(PROTOCOLS) for n in self.counts}
+        chains.update({f"remember-{t}": len(PROTOCOLS) for t in self.timeouts})
+        return maps_, chains
+
+
+_ADD_ELEMENT = f"add element {FAMILY} {TABLE} "
+
+
+def compact(cmds: list[str], per_statement: int = 5000) -> list[str]:
+    """Additions only (a fresh table): chains and rules first, then each map's elements in
+    statements of up to `per_statement` (nft parses one statement of many elements far faster
+    than many statements)."""
+    chains = [c for c in cmds if not c.startswith(_ADD_ELEMENT)]
+    elements: dict[str, list[str]] = {}
+    for c in cmds:
+        if c.startswith(_ADD_ELEMENT):
+            name, _, body = c[len(_ADD_ELEMENT):].partition(" { ")
+            elements.setdefault(name, []).append(body[:-2])
+    out = list(chains)
+    for name, bodies in elements.items():
+        for i in range(0, len(bodies), per_statement):
+            out.append(f"{_ADD_ELEMENT}{name} {{ {', '.join(bodies[i:i + per_statement])} }}")
+    return out
 
 
 def _count(counts: dict, key, delta: int) -> None:

@@ -1,16 +1,21 @@
-"""The service proxy: table ip podnet_proxy from Services and their EndpointSlices, changed by
-diffs (nothing at all when nothing changed). The first fill of an empty kernel goes in chunks
-switched on at once. In a full pass, when someone else changed nftables since our own last
-change, the table is replaced whole from the model (a rule deleted by hand comes back)."""
+"""The service proxy: table ip podnet_proxy (podnet.proxy.maps), changed per store event.
+
+Each Service or EndpointSlice event names one service; a sync recomputes only the services
+named since the last one (two store reads each) and applies the element commands that differ,
+so a change costs the same at 10 or 10,000 services. The whole table is built from a listing of
+the store only at the first sync, after an error (the kernel and the model may then differ),
+when events may have been missed, and in a full pass when someone else changed nftables and
+the table's element or rule counts no longer match the model.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 
 from ...api import keys, stored
 from ...kernel import nft
-from ...proxy import render as proxy
-from .. import survive
+from ...proxy import maps
 from . import Controller
 
 
@@ -20,56 +25,116 @@ class Proxy(Controller):
 
     def __init__(self, agent) -> None:
         super().__init__(agent)
-        self.model: proxy.Model | None = None
+        self.table: maps.Table | None = None
+        self.dirty: set[str] = set()          # "ns/name" of services whose Service or slices changed
+        self.static_rules: dict[str, int] = {}
+        self.skipped: dict[str, str] = {}     # "ns/name" -> what is wrong with it
+        self.last_sync = 0.0                  # when the kernel last matched the store (time.time())
+        self.last_duration = 0.0
+
+    def concerns(self, event) -> bool:
+        for prefix in self.watches:
+            if event.key.startswith(prefix):
+                self.dirty.add(event.key[len(prefix):])
+                return True
+        return False
 
     def sync(self, full: bool) -> None:
         a = self.agent
-        services, bad = stored.decode_all(a.store.list(keys.SERVICES)[0])
-        slices: dict[tuple[str, str], dict] = {}
-        for kv in a.store.list(keys.ENDPOINT_SLICES)[0]:
-            ns, _, name = kv.key[len(keys.ENDPOINT_SLICES):].partition("/")
-            try:
-                obj = json.loads(kv.value)
-            except ValueError:
-                obj = None
-            if isinstance(obj, dict) and isinstance(obj.get("items"), list) and name:
-                slices[(ns, name)] = obj
-            else:
-                bad.append(kv.key)
-        model, culprits = survive.proxy_model(services, slices, a.node, str(a.cfg.network))
-        a.report_skipped("services", bad + culprits)
-        if self.model is None:
-            if nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
-                nft.run(proxy.full(model))  # a previous agent's table: replace it in one transaction
-            else:
-                for batch in proxy.full_chunked(model):  # nothing there yet: fill, then switch on
-                    nft.run(batch)
-            a.log(f"proxy: full sync ({len(services)} services, {model.rule_count()} rules)")
-        elif full and nft.changed_by_others() and self._drifted(model):
-            nft.run(proxy.full(model))
-            a.log(f"proxy: table {proxy.TABLE} was changed outside podnet: replaced from the model")
+        t0 = time.perf_counter()
+        cidr = str(a.cfg.network)
+        if self.table is None or self.table.cluster_cidr != cidr or not (self.dirty or full):
+            # the first sync, a new cluster network, or a sync without events (they may be lost)
+            self.rebuild(cidr, "full sync")
+        elif full and nft.changed_by_others() and self._drifted():
+            self.rebuild(cidr, f"table {maps.TABLE} was changed outside podnet: rebuilt from the store")
         else:
-            cmds = proxy.diff(self.model, model)
+            dirty, self.dirty = self.dirty, set()
+            cmds: list[str] = []
+            try:
+                for key in sorted(dirty):
+                    cmds += self.table.set_service(key, self.contribution(key))
+                nft.run_text(cmds)
+            except Exception:
+                self.table = None  # the model may be ahead of the kernel: rebuild on the next try
+                self.dirty |= dirty
+                raise
             if cmds:
-                nft.run(cmds)
-                a.log(f"proxy: {len(cmds)} changes ({len(services)} services, {model.rule_count()} rules)")
-        self.model = model
+                a.log(f"proxy: {len(cmds)} changes for {len(dirty)} services ({len(self.table.services)} in the table)")
+        a.report_skipped("services", sorted(f"service {k}: {why}" for k, why in self.skipped.items()))
+        self.last_sync, self.last_duration = time.time(), time.perf_counter() - t0
 
-    def _drifted(self, model: proxy.Model) -> bool:
-        """The kernel's table differs from the model in its chains, the number of rules in each,
-        or the number of elements in each map. (Counting, not comparing rule by rule: a listing
-        of 200,000 rules is read once; a rule edited in place, same count, goes unnoticed.)"""
-        rules: dict[str, int] = {}
+    def contribution(self, key: str) -> maps.Contribution | None:
+        """Service `key`'s share of the table from the store (None: gone, or not usable)."""
+        a = self.agent
+        self.skipped.pop(key, None)
+        kv = a.store.get(keys.SERVICES + key)
+        if kv is None:
+            return None
+        svc = stored.decode(kv.value)
+        if svc is None:
+            self.skipped[key] = "not a Service object"
+            return None
+        slices = None
+        skv = a.store.get(keys.ENDPOINT_SLICES + key)
+        if skv is not None:
+            try:
+                slices = json.loads(skv.value)
+            except ValueError:
+                slices = None
+            if not isinstance(slices, dict) or not isinstance(slices.get("items"), list):
+                self.skipped[key] = "its EndpointSlices do not decode"
+                slices = None
+        c, problem = maps.checked_contribution(svc, slices, a.node)
+        if problem:
+            self.skipped[key] = problem
+        return c
+
+    def rebuild(self, cidr: str, why: str) -> None:
+        a = self.agent
+        self.dirty.clear()
+        self.skipped.clear()
+        table = maps.Table(cidr)
+        contributions = {}
+        for kv in a.store.list(keys.SERVICES)[0]:
+            key = kv.key[len(keys.SERVICES):]
+            c = self.contribution(key)
+            if c is not None:
+                contributions[key] = c
+        nft.run_text(table.rebuild(contributions))
+        self.table = table
+        self.static_rules = {}
+        counts = self._kernel_counts()
+        if counts is not None:
+            _, rules = counts
+            dynamic = table.expected()[1]
+            self.static_rules = {chain: n for chain, n in rules.items() if chain not in dynamic}
+        a.log(f"proxy: {why} ({len(contributions)} services)")
+
+    def _kernel_counts(self) -> tuple[dict[str, int], dict[str, int]] | None:
         elements: dict[str, int] = {}
-        for item in nft.list_ruleset(["table", proxy.FAMILY, proxy.TABLE]):
+        rules: dict[str, int] = {}
+        items = nft.list_ruleset(["table", maps.FAMILY, maps.TABLE])
+        if not items:
+            return None
+        for item in items:
             if "chain" in item:
                 rules.setdefault(item["chain"]["name"], 0)
             elif "rule" in item:
                 rules[item["rule"]["chain"]] = rules.get(item["rule"]["chain"], 0) + 1
-            elif "map" in item:
-                elements[item["map"]["name"]] = len(item["map"].get("elem") or [])
-        if set(rules) != set(model.chains):
+            elif "map" in item or "set" in item:
+                obj = item.get("map") or item["set"]
+                elements[obj["name"]] = len(obj.get("elem") or [])
+        return elements, rules
+
+    def _drifted(self) -> bool:
+        """The kernel's table differs from the model in its chains, rules per chain, or
+        elements per map (counting, not comparing one by one; affinity entries come and go)."""
+        counts = self._kernel_counts()
+        if counts is None or self.table is None:
             return True
-        if any(rules[chain] != len(chain_rules) for chain, chain_rules in model.chains.items()):
+        elements, rules = counts
+        want_elements, dynamic = self.table.expected()
+        if {**self.static_rules, **dynamic} != rules:
             return True
-        return any(elements.get(name, 0) != len(elems) for name, elems in model.maps.items())
+        return any(elements.get(name, 0) != n for name, n in want_elements.items())
