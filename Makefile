@@ -50,6 +50,7 @@ bench: deps venv
 	$(PY) bench/pod_network.py
 	$(PY) bench/bgp_convergence.py
 	$(PY) bench/services.py
+	$(PY) bench/proxy_latency.py
 	$(PY) bench/policy.py
 	$(PY) bench/antispoof.py
 

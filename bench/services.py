@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Service proxy and DNS at scale, each against a reference measured in the same run.
 
-1. Sync: render + apply a full ruleset, then a one-service update (one endpoint gone), at
-   1,000 and 10,000 services x 10 endpoints, in a private namespace.
+1. Sync: a full ruleset, then a one-service update (one endpoint gone), at 1,000 and 10,000
+   services x 10 endpoints, in a private namespace: podnet's map table (podnet.proxy.maps,
+   applied in-process through libnftables as the agent does) beside a kube-proxy-style
+   ruleset with a chain per service and per endpoint (podnet.proxy.render, applied with
+   `nft -f`, filled in chunks as its first sync was).
 2. First-packet connect latency (TCP connect through a ClusterIP, DNATed by the node) with 10
-   and 10,000 services installed: podnet's verdict-map ruleset beside an iptables-style
-   ruleset where the same services are matched by a linear chain (the target service last).
+   and 10,000 services installed: podnet's map table beside an iptables-style ruleset where
+   the same services are matched by a linear chain (the target service last).
 3. DNS: queries per second (dnsperf) against `podnet dns` and dnsmasq answering the same names.
 """
 
@@ -25,7 +28,9 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
-from podnet.proxy import render  # noqa: E402
+from podnet.kernel import netns as kns  # noqa: E402
+from podnet.kernel import nft as nftlib  # noqa: E402
+from podnet.proxy import maps, render  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from routed_pair import SERVER_IP, connect_latency, nft, remove, serve, sh, topology  # noqa: E402
@@ -64,6 +69,70 @@ def linearize(model: render.Model) -> render.Model:
     m.chains["services-linear"] = rules
     m.chains["services"] = [[{"jump": {"target": "services-linear"}}]]
     return m
+
+
+def in_process(ns: str, lines: list[str]) -> float:
+    """Apply nft commands through libnftables inside `ns`, as the agent does; the seconds it took."""
+    with kns.entered(f"/var/run/netns/{ns}"):
+        lib = nftlib._Library()  # its netlink socket belongs to the namespace it is made in
+        t0 = time.perf_counter()
+        rc, _, err = lib.run(("\n".join(lines) + "\n").encode())
+        took = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"nft failed: {err.decode()[:500]}")
+    return took
+
+
+def sync_figures(node: str, sizes: list[int]) -> None:
+    print("service proxy sync (services x 10 endpoints; seconds; full = compute + apply into an empty table)")
+    print(f"  {'services':>9}  {'ruleset':<26}{'chains':>8}{'rules':>9}{'full sync':>11}{'1-svc update':>14}"
+          f"{'(compute':>10}{'+ kernel)':>11}")
+    goals = []
+    for n in sizes:
+        services, slices = synthetic(n)
+        # the map table: what the agent's proxy controller does
+        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", maps.TABLE], capture_output=True)
+        t0 = time.perf_counter()
+        table = maps.Table("10.244.0.0/16")
+        contributions = {f"bench/{svc['metadata']['name']}": maps.contribution(svc, slices[("bench", svc["metadata"]["name"])], "n")
+                         for svc in services}
+        cmds = table.rebuild(contributions)
+        t_compute = time.perf_counter() - t0
+        t_full = t_compute + in_process(node, cmds)
+        chains, rules = _counts(node)
+        slices[("bench", "s0")]["items"][0]["endpoints"].pop()
+        t0 = time.perf_counter()
+        update = table.set_service("bench/s0", maps.contribution(services[0], slices[("bench", "s0")], "n"))
+        t_one = time.perf_counter() - t0
+        t_kernel = in_process(node, update)
+        print(f"  {n:>9}  {'podnet maps':<26}{chains:>8}{rules:>9}{t_full:>11.2f}{t_one + t_kernel:>14.4f}"
+              f"{t_one:>10.4f}{t_kernel:>11.4f}")
+        goals.append((n, t_full, t_kernel))
+        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", maps.TABLE], capture_output=True)
+        # the reference: a chain per service and per endpoint, whole model rendered per change
+        slices[("bench", "s0")] = synthetic(1)[1][("bench", "s0")]
+        t0 = time.perf_counter()
+        model = render.render(services, slices, "n", "10.244.0.0/16")
+        t_render = time.perf_counter() - t0
+        t_full = t_render + sum(nft(node, batch) for batch in render.full_chunked(model))
+        slices[("bench", "s0")]["items"][0]["endpoints"].pop()
+        t0 = time.perf_counter()
+        cmds = render.diff(model, render.render(services, slices, "n", "10.244.0.0/16"))
+        t_render2 = time.perf_counter() - t0
+        t_update = nft(node, cmds)
+        print(f"  {n:>9}  {'per-service chains (ref)':<26}{len(model.chains):>8}{model.rule_count():>9}{t_full:>11.2f}"
+              f"{t_render2 + t_update:>14.4f}{t_render2:>10.4f}{t_update:>11.4f}")
+        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
+    for n, full, kernel in goals:
+        print(f"  podnet at {n}: full sync {full:.2f} s ({'goal met' if full < 2 else 'goal missed'}: < 2 s), one-service "
+              f"update in the kernel {kernel * 1000:.1f} ms ({'goal met' if kernel < 0.05 else 'goal missed'}: < 50 ms)")
+
+
+def _counts(ns: str) -> tuple[int, int]:
+    out = subprocess.run(["ip", "netns", "exec", ns, "nft", "-j", "list", "table", "ip", maps.TABLE], capture_output=True,
+                         text=True).stdout
+    items = json.loads(out or "{}").get("nftables", [])
+    return sum("chain" in i for i in items), sum("rule" in i for i in items)
 
 
 def dns_qps(tag: str, names: int, seconds: int) -> tuple[float, float] | None:
@@ -137,35 +206,22 @@ def main() -> None:
     srv = threading.Thread(target=serve, args=(server, 8080, stop), daemon=True)
     srv.start()
     try:
-        print("service proxy sync (services x 10 endpoints; seconds)")
-        print(f"  {'services':>9}{'rules':>9}{'render':>9}{'full apply':>12}{'1-svc render':>14}{'1-svc apply':>13}{'unchanged':>11}")
-        print("  (full apply: the agent's first sync, chains filled in chunks then switched on at once)")
-        for n in (int(x) for x in args.sizes.split(",")):
-            services, slices = synthetic(n)
-            t0 = time.perf_counter()
-            model = render.render(services, slices, "n", "10.244.0.0/16")
-            t_render = time.perf_counter() - t0
-            subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
-            t_full = sum(nft(node, batch) for batch in render.full_chunked(model))  # as the agent's first sync
-            slices[("bench", "s0")]["items"][0]["endpoints"].pop()
-            t0 = time.perf_counter()
-            model2 = render.render(services, slices, "n", "10.244.0.0/16")
-            cmds = render.diff(model, model2)
-            t_render2 = time.perf_counter() - t0
-            t_update = nft(node, cmds)
-            unchanged = render.diff(model2, render.render(services, slices, "n", "10.244.0.0/16"))
-            print(f"  {n:>9}{model.rule_count():>9}{t_render:>9.2f}{t_full:>12.2f}{t_render2:>14.2f}{t_update:>13.3f}"
-                  f"{'0 cmds' if not unchanged else str(len(unchanged)) + ' cmds':>11}")
+        sync_figures(node, [int(x) for x in args.sizes.split(",")])
         print(f"first-packet TCP connect latency through a ClusterIP ({args.connects} connects; microseconds)")
-        print(f"  {'services':>9}{'verdict map p50':>17}{'p95':>8}{'linear chain p50':>18}{'p95':>8}{'ratio p50':>11}")
+        print(f"  {'services':>9}{'podnet maps p50':>17}{'p95':>8}{'linear chain p50':>18}{'p95':>8}{'ratio p50':>11}")
         for n in (int(x) for x in args.latency_sizes.split(",")):
             services, slices = synthetic(n, target_endpoint=SERVER_IP)
             model = render.render(services, slices, "n", "10.244.0.0/16")
+            contributions = {f"bench/{svc['metadata']['name']}": maps.contribution(svc, slices[("bench", svc["metadata"]["name"])], "n")
+                             for svc in services}
             row = []
-            for variant in (model, linearize(model)):
+            for variant in ("maps", linearize(model)):
                 subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "ip", render.TABLE], capture_output=True)
-                for batch in render.full_chunked(variant):
-                    nft(node, batch)
+                if variant == "maps":
+                    in_process(node, maps.Table("10.244.0.0/16").rebuild(contributions))
+                else:
+                    for batch in render.full_chunked(variant):
+                        nft(node, batch)
                 connect_latency(client, TARGET_IP, 80, 20)  # warm up
                 lat = connect_latency(client, TARGET_IP, 80, args.connects)
                 row.append((statistics.median(lat), sorted(lat)[int(0.95 * len(lat))]))

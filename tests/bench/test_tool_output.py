@@ -39,7 +39,8 @@ def test_iperf3_with_a_result_is_read():
 SMOKE = [("cni_latency", ["-n", "2"]), ("agent_cni_latency", ["-n", "2"]), ("antispoof", ["-r", "2", "-n", "5"]),
          ("policy", ["--policies", "20", "--pods", "30", "--connects", "60"]),
          ("pod_network", ["-t", "1", "-n", "1", "-r", "1"]), ("bgp_convergence", ["--sizes", "2"]),
-         ("services", ["--sizes", "20", "--latency-sizes", "10", "--connects", "10", "--dns-seconds", "1"])]
+         ("services", ["--sizes", "20", "--latency-sizes", "10", "--connects", "10", "--dns-seconds", "1"]),
+         ("proxy_latency", ["--services", "20", "--samples", "1"])]
 
 
 @pytest.mark.root
