@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import subprocess
 import sys
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from podnet.api.deployment import parse_deployment
 from podnet.api.pod import parse_pod
 from podnet.api.service import parse_service
+from podnet.apiserver import objects
 from podnet.lab import pods as pods_mod
 from podnet.lab import probe, topology, workloads
 from tests.lab.conftest import wait_for
@@ -71,12 +73,26 @@ def backends(netns, ip, port, n=30):
     return collections.Counter(probe.tcp_exchange(netns, ip, port)[0].split(" ")[-1] for _ in range(n))
 
 
-@pytest.fixture(scope="module", params=["vxlan", "bgp"])
+FILLERS = 10000
+
+
+@pytest.fixture(scope="module", params=["vxlan", "bgp", f"vxlan+{FILLERS}"])
 def cluster(tmp_path_factory, request):
-    """Services behave the same whatever wires the pods: a bridge per node (vxlan) or routed /32s (bgp)."""
+    """Services behave the same whatever wires the pods: a bridge per node (vxlan) or routed /32s
+    (bgp), and with 10,000 other services (each with an endpoint) already in every node's table."""
     from tests.lab.conftest import module_lab
 
-    with module_lab(tmp_path_factory, "s", 3, backend=request.param) as lab, Cluster(lab) as c:
+    backend, _, fillers = request.param.partition("+")
+    with module_lab(tmp_path_factory, "s", 3, backend=backend) as lab, Cluster(lab) as c:
+        if fillers:
+            filler = c.pod("filler", "node2", {"app": "filler"})
+            last = None
+            for i in range(int(fillers)):
+                last = service(f"f{i}", {"app": "filler"}, clusterIP=f"10.96.{100 + i // 250}.{i % 250 + 1}")
+                objects.apply(c.store, last)
+            assert wait_for(lambda: c.endpoints(last["metadata"]["name"]) == [filler["status"]["podIP"]], 60)
+            assert wait_for(lambda: probe.tcp_exchange(c.state.node("node1").netns, last["spec"]["clusterIP"], 80,
+                                                       timeout=0.5)[0].endswith("filler"), 60)
         workloads.apply_deployment(c.state, c.store, deployment("web", 3))
         c.client = c.pod("client", "node1", {"role": "client"})
         c.web = c.svc(service("web", {"app": "web"}, type="LoadBalancer"))
@@ -170,3 +186,31 @@ def test_scaling_updates_endpoints_within_two_seconds(cluster):
     time.sleep(1)
     seen = backends(client_ns(c), svc["spec"]["clusterIP"], 80, n=30)
     assert len(seen) == 3 and "" not in seen, seen
+
+
+def test_the_proxy_reports_its_syncs_and_programming_latency(cluster):
+    """kube-proxy's metrics from every agent (on its node's 127.0.0.1:10249), and the last
+    sync per node in `get nodes -o wide`."""
+    c = cluster
+    probe_svc = c.svc(service("metered", {"app": "web"}))
+    assert wait_for(lambda: len(c.endpoints("metered")) == 3, 5)
+    time.sleep(0.5)
+    node = c.state.node("node1").netns
+    text = subprocess.run(["ip", "netns", "exec", node, sys.executable, "-c",
+                           "import urllib.request as u; print(u.build_opener(u.ProxyHandler({})).open("
+                           "'http://127.0.0.1:10249/metrics', timeout=5).read().decode())"], capture_output=True, text=True, timeout=20).stdout
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert values["podnet_proxy_services"] >= 2 and values["podnet_proxy_endpoints"] >= 6, values
+    assert values["podnet_proxy_network_programming_duration_seconds_count"] >= 1, text
+    assert values['podnet_proxy_sync_proxy_rules_duration_seconds_bucket{le="+Inf"}'] >= 1
+    assert time.time() - values["podnet_proxy_sync_proxy_rules_last_timestamp_seconds"] < 30
+    assert probe_svc["spec"]["clusterIP"]
+    from click.testing import CliRunner
+
+    from podnet.cli.main import cli
+
+    def wide() -> str:
+        return CliRunner().invoke(cli, ["get", "nodes", "-o", "wide"], env={"PODNET_LAB_DIR": c.state.directory}).output
+
+    assert wait_for(lambda: wide().count(" svc, synced ") == 3, 12), wide()  # published with the next heartbeat
+    assert "PROXY" in wide()

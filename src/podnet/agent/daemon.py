@@ -32,7 +32,7 @@ from ..ipam.blocks import BlockAllocator
 from ..kernel import nft, rtnl
 from ..plugins.registry import install
 from ..store import Compacted, Store, open_store
-from . import antispoof, backends, host, leases
+from . import antispoof, backends, host, leases, metrics
 from .cniserver import CNIServer, DelegateConfig
 from .routed_cni import RoutedDelegate
 from .controllers import Controller
@@ -74,8 +74,10 @@ class Agent:
     log = staticmethod(log)
 
     def __init__(self, node: str, store_url: str, iface: str, state_dir: str, ttl: int = 24 * 3600,
-                 masquerade: bool = True, controllers: tuple = CONTROLLERS, node_labels: dict | None = None) -> None:
+                 masquerade: bool = True, controllers: tuple = CONTROLLERS, node_labels: dict | None = None,
+                 metrics_address: str = "") -> None:
         self.node = node
+        self.metrics_address = metrics_address
         self.node_labels = dict(node_labels or {})
         self._labelled = False
         self.store_url = store_url
@@ -227,6 +229,7 @@ class Agent:
                     "podnet": {"backend": self.cfg.backend, "subnetEnv": self.subnet_env, "cniConfig": self.conflist,
                                "agentRestarts": int(os.environ.get("PODNET_RESTART_COUNT", "0") or 0),
                                "spoofedPackets": dict(sorted(self.spoofed.items())),
+                               **self.controller_status(),
                                **self.backend.node_status(self.ctx)},
                 },
             }
@@ -329,6 +332,12 @@ class Agent:
         self.server = CNIServer(self.socket_path)
         self.server.run_plugin = self.run_cni
         self.server.start()  # until the lease is known, ADD answers "try again later" (code 11)
+        if self.metrics_address:
+            try:
+                metrics.serve(self.metrics_address, self.render_metrics)
+            except (ValueError, OSError) as e:
+                raise host.HostError(f"cannot serve metrics on {self.metrics_address}: {e}") from None
+            log(f"metrics on http://{self.metrics_address}/metrics")
         # a missing underlay is a configuration error: exit, and say so (the supervisor retries)
         self.until_done("lease", self.setup_backend, fatal=(host.HostError,))
         self.until_done("heartbeat", self.put_node)
@@ -362,6 +371,18 @@ class Agent:
         self.task_stop.set()
         self.server.shutdown()
         self.server.server_close()
+
+    def controller_status(self) -> dict:
+        """What controllers publish in the Node object (the proxy: its table and last sync)."""
+        out = {}
+        for c in self.controllers:
+            status = c.status() if hasattr(c, "status") else None
+            if status:
+                out[c.name] = status
+        return out
+
+    def render_metrics(self) -> str:
+        return "".join(c.metrics() for c in self.controllers if hasattr(c, "metrics"))
 
     def mark(self, events: list) -> None:
         """Which controllers the events concern (and a config change)."""

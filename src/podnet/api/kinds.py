@@ -64,8 +64,16 @@ def epoch(ts: str) -> float:
 
 def age(obj: dict) -> str:
     try:
-        secs = int(time.time() - epoch(obj["metadata"]["creationTimestamp"]))
-    except (KeyError, ValueError, TypeError):
+        return since(obj["metadata"]["creationTimestamp"])
+    except (KeyError, TypeError):
+        return "<unknown>"
+
+
+def since(ts: str) -> str:
+    """How long ago an API timestamp was, as kubectl prints ages (5s, 3m, 2h, 1d)."""
+    try:
+        secs = int(time.time() - epoch(ts))
+    except (ValueError, TypeError):
         return "<unknown>"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if secs >= size:
@@ -140,6 +148,14 @@ def node_ready(node: dict, now: float | None = None) -> bool:
     return False
 
 
+def node_proxy_text(node: dict) -> str:
+    """The node's service proxy: services in its table and how long ago it last synced."""
+    proxy = node.get("status", {}).get("podnet", {}).get("proxy") or {}
+    if not proxy.get("lastSync"):
+        return "<none>"
+    return f"{proxy.get('services', 0)} svc, synced {since(proxy['lastSync'])} ago"
+
+
 def node_address(node: dict) -> str:
     return next((a["address"] for a in node.get("status", {}).get("addresses", []) if a.get("type") == "InternalIP"), "")
 
@@ -191,7 +207,8 @@ KINDS: tuple[Kind, ...] = (
          columns=(NAME, Column("STATUS", lambda o: "Ready" if node_ready(o) else "NotReady"),
                   Column("ROLES", lambda o: "<none>"), AGE, Column("VERSION", lambda o: "podnet")),
          wide=(Column("INTERNAL-IP", node_address), Column("POD-CIDR", lambda o: o["spec"].get("podCIDR", "")),
-               Column("BACKEND", lambda o: o.get("status", {}).get("podnet", {}).get("backend", "")))),
+               Column("BACKEND", lambda o: o.get("status", {}).get("podnet", {}).get("backend", "")),
+               Column("PROXY", node_proxy_text))),
     Kind("IPPool", "podnet.io/v1", "ippools", ("ippool", "ippools", "ipp"), keys.IPPOOLS,
          namespaced=False, parse=parse_ippool, rank=0, group="podnet.io",
          columns=(NAME, Column("CIDR", lambda o: o["spec"]["cidr"]),

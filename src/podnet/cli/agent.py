@@ -19,7 +19,11 @@ import click
 @click.option("--node-labels", default="", metavar="K=V,...",
               help="Labels this node's Node object carries (as the kubelet's --node-labels), e.g. "
                    "podnet.io/route-reflector=true to make it a BGP route reflector in bgp mode.")
-def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool, node_labels: str) -> None:
+@click.option("--metrics", "metrics_address", default="", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (as kube-proxy's 127.0.0.1:10249): proxy sync "
+                   "duration, network programming latency, last sync, services and endpoints programmed.")
+def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_masquerade: bool, node_labels: str,
+          metrics_address: str) -> None:
     """Run the node's pod network: hold its subnet lease and program host-gw or vxlan routes to
     every other node, or (backend bgp) run BIRD and route a /32 per pod from IP pool blocks;
     masquerade egress, proxy services, enforce NetworkPolicy, and serve CNI requests from the
@@ -36,6 +40,7 @@ def agent(node: str, store_url: str, iface: str, state_dir: str, ttl: int, no_ma
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--node-labels")
         labels[key] = value
     try:
-        Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade, node_labels=labels).run()
+        Agent(node, store_url, iface, state_dir, ttl, masquerade=not no_masquerade, node_labels=labels,
+              metrics_address=metrics_address).run()
     except (ValidationError, StoreError, HostError) as e:
         raise click.ClickException(str(e)) from None

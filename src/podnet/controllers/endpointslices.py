@@ -9,6 +9,9 @@ selector matches its old or new labels, so a change costs the same in a cluster 
 
 from __future__ import annotations
 
+import json
+import time
+
 from ..api import keys, stored
 from ..proxy import endpoints as ep_mod
 from ..store import Store
@@ -25,9 +28,9 @@ def sync(store: Store, log=lambda _msg: None) -> int:
     changed = 0
     for (ns, name), computed in slices.items():
         key = ep_mod.key(ns, name)
-        text = ep_mod.dumps(computed)
         kv = current.pop(key, None)
-        if kv is None or kv.value != text:
+        text = stamped(computed, kv.value if kv else None)
+        if text is not None:
             store.cas(key, text, kv.mod_revision if kv else 0)
             changed += 1
     for key, kv in current.items():  # services without a selector, or gone
@@ -86,11 +89,36 @@ class EndpointSlices:
         kv = store.get(key)
         if computed is None:
             return int(kv is not None and store.delete(key, kv.mod_revision))
-        text = ep_mod.dumps(computed)
-        if kv is not None and kv.value == text:
+        text = stamped(computed, kv.value if kv else None)
+        if text is None:
             return 0
         store.cas(key, text, kv.mod_revision if kv else 0)
         return 1
+
+
+TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+def stamped(computed: dict, stored_text: str | None) -> str | None:
+    """The slices to write, each stamped with the time this change was seen (kube-proxy's
+    network programming latency starts there), or None when they equal what is stored."""
+    if stored_text is not None:
+        try:
+            previous = json.loads(stored_text)
+            for item in previous.get("items", []):
+                (item.get("metadata") or {}).get("annotations", {}).pop(TRIGGER, None)
+                if (item.get("metadata") or {}).get("annotations") == {}:
+                    del item["metadata"]["annotations"]
+            if ep_mod.dumps(previous) == ep_mod.dumps(computed):
+                return None
+        except (ValueError, AttributeError, TypeError, KeyError):
+            pass
+    now = time.time()
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    out = json.loads(ep_mod.dumps(computed))
+    for item in out.get("items", []):
+        item.setdefault("metadata", {}).setdefault("annotations", {})[TRIGGER] = when
+    return ep_mod.dumps(out)
 
 
 def _selects(svc: dict, pod: dict) -> bool:

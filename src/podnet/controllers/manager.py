@@ -19,6 +19,9 @@ from . import deployments, endpointslices
 LEASE_TTL = 15
 RENEW = 5.0
 RESYNC = 10.0
+# controllers that follow events get their full pass (a listing of everything) less often:
+# at 10,000 services one takes ~1 s, and events wait meanwhile
+FULL_EVERY = {"endpointslices": 60.0}
 LEADER_KEY = f"{keys.LEADERS}controller-manager"
 
 
@@ -88,6 +91,7 @@ class Manager:
         self.store = open_store(self.store_url)
         rev = None
         last_lead = last_resync = 0.0
+        last_full: dict[str, float] = {}
         pending: dict[str, list | None] = {}  # controller -> its events since it last ran (None: a full pass)
         delay = 0.5
         while not self.stop.is_set():
@@ -100,9 +104,16 @@ class Manager:
                     self.stop.wait(RENEW)
                     rev = None
                     continue
-                if rev is None or now - last_resync >= RESYNC:
+                if rev is None:  # a fresh start (or events lost): everything from a listing
                     _, rev = self.store.list(keys.ROOT)
                     pending = dict.fromkeys(self.controllers)
+                    last_full = dict.fromkeys(self.controllers, now)
+                    last_resync = now
+                elif now - last_resync >= RESYNC:
+                    for name in self.controllers:  # a controller run by events needs the safety net less often
+                        if now - last_full[name] >= FULL_EVERY.get(name, RESYNC):
+                            pending[name] = None
+                            last_full[name] = now
                     last_resync = now
                 for name in sorted(pending):
                     if self.run_controller(name, pending[name]):

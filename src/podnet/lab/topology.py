@@ -163,13 +163,16 @@ def agent_state_path(state: LabState, node: str) -> str:
     return os.path.join(state.node_dir(node), "agent.state.json")
 
 
+METRICS = "127.0.0.1:10249"  # each agent's metrics, on its node namespace's loopback (kube-proxy's address)
+
+
 def start_agent(state: LabState, node: NodeState, ttl: int = DEFAULT_TTL, labels: dict | None = None) -> None:
     """The node's agent, under a supervisor in the node's namespace: restarted when it dies
     (1 s, doubling to 30 s), its status in agent.state.json, its output in agent.log. `labels`
     go on its Node object (they stay there when the agent is started again without them)."""
     d = state.node_dir(node.name)
     agent = [sys.executable, "-m", "podnet.cli.main", "agent", "--node", node.name, "--store", state.store_url,
-             "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl)]
+             "--iface", "eth0", "--state-dir", d, "--ttl", str(ttl), "--metrics", METRICS]
     if labels:
         agent += ["--node-labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items()))]
     node.agent_pid = _start_supervised(node.netns, agent, d, "agent")

@@ -333,6 +333,9 @@ class Table:
             cmds += self.set_service(key, contributions[key])
         return [f"table {FAMILY} {TABLE} {{}}", f"delete table {FAMILY} {TABLE}", self.skeleton(), *compact(cmds)]
 
+    def endpoint_count(self) -> int:
+        return sum(mark >> N_SHIFT & N_MAX for mark in self.marks.values())
+
     def expected(self) -> tuple[dict[str, int], dict[str, int]]:
         """(elements per map, rules per chain that come and go) as the kernel should hold them;
         the dynamic affinity map is left out."""
@@ -342,7 +345,7 @@ class Table:
             maps_["service-nodeports"] += len(c.nodeports)
             maps_["no-endpoint-services"] += len(c.no_endpoint_ips)
             maps_["no-endpoint-nodeports"] += len(c.no_endpoint_nodeports)
-        maps_["endpoints"] = sum(mark >> N_SHIFT & N_MAX for mark in self.marks.values())
+        maps_["endpoints"] = self.endpoint_count()
         maps_["remember"] = sum(1 for t in self.targets.values() if t.flags & AFFINITY)
         maps_["dispatch"] = len(self.counts)
         maps_["hairpin"] = len(self.hairpins)

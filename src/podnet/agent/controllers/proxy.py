@@ -16,7 +16,10 @@ import time
 from ...api import keys, stored
 from ...kernel import nft
 from ...proxy import maps
+from .. import metrics
 from . import Controller
+
+TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 class Proxy(Controller):
@@ -31,6 +34,13 @@ class Proxy(Controller):
         self.skipped: dict[str, str] = {}     # "ns/name" -> what is wrong with it
         self.last_sync = 0.0                  # when the kernel last matched the store (time.time())
         self.last_duration = 0.0
+        self.full_syncs = 0
+        self.triggers: dict[str, float] = {}  # "ns/name" -> its slices' change time, for programming latency
+        self.sync_seconds = metrics.Histogram("podnet_proxy_sync_proxy_rules_duration_seconds",
+                                              "How long one sync of the service proxy's table took.")
+        self.programming = metrics.Histogram("podnet_proxy_network_programming_duration_seconds",
+                                             "From an EndpointSlice change (its last-change-trigger-time) until the "
+                                             "kernel has it.")
 
     def concerns(self, event) -> bool:
         for prefix in self.watches:
@@ -61,8 +71,32 @@ class Proxy(Controller):
                 raise
             if cmds:
                 a.log(f"proxy: {len(cmds)} changes for {len(dirty)} services ({len(self.table.services)} in the table)")
+            now = time.time()
+            for key in dirty:
+                if key in self.triggers:
+                    self.programming.observe(max(0.0, now - self.triggers.pop(key)))
         a.report_skipped("services", sorted(f"service {k}: {why}" for k, why in self.skipped.items()))
         self.last_sync, self.last_duration = time.time(), time.perf_counter() - t0
+        self.sync_seconds.observe(self.last_duration)
+
+    def status(self) -> dict:
+        """For the Node object (get nodes -o wide): what the table holds and when it was synced."""
+        if self.table is None:
+            return {}
+        return {"services": len(self.table.services), "endpoints": self.table.endpoint_count(),
+                "lastSync": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_sync)) if self.last_sync else "",
+                "syncSeconds": round(self.last_duration, 4)}
+
+    def metrics(self) -> str:
+        table = self.table
+        return (self.sync_seconds.render() + self.programming.render()
+                + metrics.gauge("podnet_proxy_sync_proxy_rules_last_timestamp_seconds",
+                                "When the table last matched the store (Unix time).", self.last_sync)
+                + metrics.gauge("podnet_proxy_services", "Services in the table.", len(table.services) if table else 0)
+                + metrics.gauge("podnet_proxy_endpoints", "Endpoint elements in the table.",
+                                table.endpoint_count() if table else 0)
+                + metrics.gauge("podnet_proxy_full_syncs_total", "Whole-table builds (start, error, drift).",
+                                self.full_syncs, "counter"))
 
     def contribution(self, key: str) -> maps.Contribution | None:
         """Service `key`'s share of the table from the store (None: gone, or not usable)."""
@@ -85,6 +119,10 @@ class Proxy(Controller):
             if not isinstance(slices, dict) or not isinstance(slices.get("items"), list):
                 self.skipped[key] = "its EndpointSlices do not decode"
                 slices = None
+            else:
+                when = _trigger_time(slices)
+                if when is not None:
+                    self.triggers[key] = when
         c, problem = maps.checked_contribution(svc, slices, a.node)
         if problem:
             self.skipped[key] = problem
@@ -103,6 +141,8 @@ class Proxy(Controller):
                 contributions[key] = c
         nft.run_text(table.rebuild(contributions))
         self.table = table
+        self.full_syncs += 1
+        self.triggers.clear()  # a rebuild is not a change's programming
         self.static_rules = {}
         counts = self._kernel_counts()
         if counts is not None:
@@ -138,3 +178,21 @@ class Proxy(Controller):
         if {**self.static_rules, **dynamic} != rules:
             return True
         return any(elements.get(name, 0) != n for name, n in want_elements.items())
+
+
+def _trigger_time(slices: dict) -> float | None:
+    """The newest last-change-trigger-time of a service's slices (Unix time), if any."""
+    import calendar
+
+    newest = None
+    for item in slices.get("items", []):
+        text = ((item.get("metadata") or {}).get("annotations") or {}).get(TRIGGER) if isinstance(item, dict) else None
+        if not isinstance(text, str):
+            continue
+        try:
+            base, _, frac = text.rstrip("Z").partition(".")
+            when = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + (float(f"0.{frac}") if frac else 0.0)
+        except ValueError:
+            continue
+        newest = when if newest is None else max(newest, when)
+    return newest
