@@ -70,13 +70,14 @@ def allocate(store: Store, svc: dict, previous: dict | None = None) -> dict:
         for key in claimed:
             store.delete(key)
         raise
-    # release what the previous version held and this one no longer uses
+    # release what the previous version held and this one no longer uses (its own keys only:
+    # no listing of every allocation, so an update costs the same in a cluster of any size)
     if previous is not None:
         keep = set(claimed) | _held_keys(svc)
-        kvs, _ = store.list(ALLOC)
-        for kv in kvs:
-            if kv.value == owner and kv.key not in keep:
-                store.delete(kv.key)
+        for key in sorted(_held_keys(previous) - keep):
+            kv = store.get(key)
+            if kv is not None and kv.value == owner:
+                store.delete(key, kv.mod_revision)
     return svc
 
 

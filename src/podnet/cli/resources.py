@@ -25,7 +25,7 @@ from ..api.errors import ValidationError
 from ..api.keys import ENDPOINT_SLICES
 from ..api.manifest import load_file
 from ..api.pod import check_labels
-from ..apiserver import objects
+from ..apiserver import bulk, objects
 from ..lab.state import LabError, LabState
 from ..lab.topology import store_context
 from ..store import StoreError, open_store
@@ -116,14 +116,25 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
             # with etcd each object is a few round trips, and 10,000 of them one after another
             # take minutes. Results are reported in the manifest's order.
             batch = list(group)
-            workers = APPLY_WORKERS if len(batch) >= 2 * APPLY_WORKERS else 1
+            outcomes: dict[int, tuple] = {}
+            if len(batch) >= 2 * APPLY_WORKERS:  # new Services: many per transaction (apiserver.bulk)
+                services = [i for i, (kind, _) in enumerate(batch) if kind.kind == "Service"]
+                try:
+                    done = bulk.apply_services(store, [batch[i][1] for i in services], creating)
+                except StoreError as e:
+                    done = [(None, e)] * len(services)
+                outcomes.update(zip(services, done))
+            rest = [i for i in range(len(batch)) if i not in outcomes]
+            workers = APPLY_WORKERS if len(rest) >= 2 * APPLY_WORKERS else 1
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                for (kind, obj), (result, problem) in zip(batch, pool.map(lambda ko: _apply_one(store, *ko, creating), batch)):
-                    if problem:
-                        click.echo(problem, err=True)
-                        failed = True
-                    else:
-                        click.echo(f"{kind.qualified}/{obj['metadata']['name']} {result}")
+                outcomes.update(zip(rest, pool.map(lambda i: _apply_one(store, batch[i][1], creating), rest)))
+            for i, (kind, obj) in enumerate(batch):
+                result, error = outcomes[i]
+                if error is not None:
+                    click.echo(_error_line(kind, obj["metadata"]["name"], error), err=True)
+                    failed = True
+                else:
+                    click.echo(f"{kind.qualified}/{obj['metadata']['name']} {result}")
         if failed:
             sys.exit(1)
 
@@ -131,19 +142,22 @@ def apply(files: tuple[str, ...], namespace: str) -> None:
 APPLY_WORKERS = 8
 
 
-def _apply_one(store, kind: kinds.Kind, obj: dict, creating: frozenset[str]) -> tuple[str, str]:
-    """(what apply did, "") or ("", the error line for it)."""
-    name = obj["metadata"]["name"]
+def _apply_one(store, obj: dict, creating: frozenset[str]) -> tuple:
+    """(what apply did, None) or (None, the exception)."""
     try:
-        return objects.apply(store, obj, creating), ""
-    except objects.NotFound as e:
-        return "", f"Error from server (NotFound): {e}"
-    except ValidationError as e:
-        return "", f"Error from server (Invalid): {kind.qualified}/{name}: {e}"
-    except StoreError as e:
-        return "", f"Error: {kind.singular}/{name}: the datastore is unavailable: {e}"
-    except Exception as e:  # noqa: BLE001 - report, keep going with the others, exit 1
-        return "", f"Error from server: {kind.singular}/{name}: {e}"
+        return objects.apply(store, obj, creating), None
+    except Exception as e:  # noqa: BLE001 - reported by the caller, in order
+        return None, e
+
+
+def _error_line(kind: kinds.Kind, name: str, e: Exception) -> str:
+    if isinstance(e, objects.NotFound):
+        return f"Error from server (NotFound): {e}"
+    if isinstance(e, ValidationError):
+        return f"Error from server (Invalid): {kind.qualified}/{name}: {e}"
+    if isinstance(e, StoreError):
+        return f"Error: {kind.singular}/{name}: the datastore is unavailable: {e}"
+    return f"Error from server: {kind.singular}/{name}: {e}"
 
 
 @click.command("delete")

@@ -51,6 +51,10 @@ class Store(Protocol):
     def create(self, key: str, value: str, lease: int = 0) -> bool:
         """Write only if the key does not exist."""
 
+    def create_all(self, items: list[tuple[str, str]]) -> bool:
+        """Write every (key, value) in one transaction, only if none of the keys exists (False:
+        nothing was written). A bulk apply's batch: one round trip for many objects."""
+
     def cas(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
         """Write only if the key's mod_revision is still `mod_revision`."""
 

@@ -90,6 +90,14 @@ class EtcdStore(WatchIterMixin):
     def create(self, key: str, value: str, lease: int = 0) -> bool:
         return self._txn(key, "CREATE", "EQUAL", 0, [{"request_put": self._put_op(key, value, lease)}])
 
+    def create_all(self, items: list[tuple[str, str]]) -> bool:
+        if len({k for k, _ in items}) != len(items):
+            return False  # the same key twice: it could not be created twice
+        compare = [{"key": _b64(k), "result": "EQUAL", "target": "CREATE", "create_revision": "0"} for k, _ in items]
+        success = [{"request_put": self._put_op(k, v, 0)} for k, v in items]
+        resp = self._post("kv/txn", {"compare": compare, "success": success})
+        return bool(resp.get("succeeded"))
+
     def cas(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
         return self._txn(key, "MOD", "EQUAL", mod_revision, [{"request_put": self._put_op(key, value, lease)}])
 

@@ -144,6 +144,18 @@ class SQLiteStore(WatchIterMixin):
             self._write(db, key, value, lease)
             return True
 
+    def create_all(self, items: list[tuple[str, str]]) -> bool:
+        if len({k for k, _ in items}) != len(items):
+            return False  # the same key twice: it could not be created twice
+        with self._tx() as db:
+            self._expire(db)
+            for key, _ in items:
+                if db.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone():
+                    return False
+            for key, value in items:
+                self._write(db, key, value, 0)
+            return True
+
     def cas(self, key: str, value: str, mod_revision: int, lease: int = 0) -> bool:
         with self._tx() as db:
             self._expire(db)
