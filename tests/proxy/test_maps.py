@@ -92,6 +92,28 @@ def test_affinity_never_outlives_an_endpoint_or_a_service():
     assert table.marks["default/other/tcp/http"] & maps.ID_MAX not in seen  # ids come back last
 
 
+def test_udp_flows_to_a_removed_endpoint_are_named_for_conntrack():
+    table = maps.Table("10.244.0.0/16")
+    dns = service("dns", typ="NodePort", ports=(("dns", 53, 30053),))
+    for p in dns["spec"]["ports"]:
+        p["protocol"] = "UDP"
+    two = slices(("10.244.1.2", "n1"), ("10.244.2.2", "n1"), port_name="dns", port=5353)
+    for s in two["items"]:
+        s["ports"][0]["protocol"] = "UDP"
+    table.set_service("default/dns", maps.contribution(dns, two, "n1"))
+    assert table.stale_udp == []
+    one = json.loads(json.dumps(two))
+    one["items"][0]["endpoints"].pop(0)
+    table.set_service("default/dns", maps.contribution(dns, one, "n1"))
+    assert table.stale_udp == [("", 30053, "10.244.1.2"), ("10.96.0.10", 53, "10.244.1.2")]
+    table.set_service("default/dns", None)
+    assert table.stale_udp == [("", 30053, "10.244.2.2"), ("10.96.0.10", 53, "10.244.2.2")]
+    tcp = service("web")
+    table.set_service("default/web", maps.contribution(tcp, slices(("10.244.1.2", "n1")), "n1"))
+    table.set_service("default/web", None)
+    assert table.stale_udp == []  # TCP flows end by themselves
+
+
 # -- any sequence of changes == a fresh table of the final state ----------------------------
 ELEMENT = re.compile(r"^(add|delete) element ip podnet_proxy (\S+) \{ (.+?)(?: : (.+))? \}$")
 CHAIN = re.compile(r"^(add|delete) (chain|rule) ip podnet_proxy (\S+)")
@@ -192,11 +214,9 @@ def ask(ns, ip, port):
     return r.stdout.strip()
 
 
-@pytest.mark.root
-def test_traffic_through_the_table(netns):
-    """A node namespace routes between a client and two pods: the ClusterIP spreads over both,
-    a NodePort answers on the node's address, affinity pins a client, a pod reaching itself
-    through its service is masqueraded, a removed endpoint gets no more traffic."""
+def wire(netns) -> tuple[str, str, dict[str, str]]:
+    """A node namespace routing between a client (10.244.0.2) and two pods pa, pb (10.244.1.2,
+    10.244.2.2), each on its own veth."""
     node, client = netns.new("node"), netns.new("cli")
     pods = {name: netns.new(name) for name in ("pa", "pb")}
     subprocess.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
@@ -211,6 +231,15 @@ def test_traffic_through_the_table(netns):
     # the node routes the service range somewhere, as a real node's default route does (without
     # a route the client would get "network unreachable" before any hook sees the packet)
     subprocess.run(["ip", "-n", node, "route", "add", "10.96.0.0/12", "dev", "v0"], check=True)
+    return node, client, pods
+
+
+@pytest.mark.root
+def test_traffic_through_the_table(netns):
+    """A node namespace routes between a client and two pods: the ClusterIP spreads over both,
+    a NodePort answers on the node's address, affinity pins a client, a pod reaching itself
+    through its service is masqueraded, a removed endpoint gets no more traffic."""
+    node, client, pods = wire(netns)
     servers = [subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVE, name]) for name, ns in pods.items()]
     try:
         table = maps.Table("10.244.0.0/16")
@@ -254,3 +283,54 @@ def test_traffic_through_the_table(netns):
         for s in servers:
             s.kill()
             s.wait()
+
+
+UDP_SERVE = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',5353))\n"
+             "while True:\n d,a=s.recvfrom(100);s.sendto(sys.argv[1].encode(),a)\n")
+UDP_ASK = ("import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\n"
+           "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',40000))\n"
+           "try:\n s.sendto(b'q',(sys.argv[1],53));print(s.recv(100).decode())\nexcept OSError as e: print('error',e)\n")
+
+
+@pytest.mark.root
+def test_udp_flows_move_when_their_endpoint_goes(netns):
+    """A client sending from one source port stays on one endpoint (conntrack); when that
+    endpoint is removed, its flow is forgotten and the next datagram reaches the other."""
+    from podnet.kernel import conntrack
+    from podnet.kernel import netns as kns
+
+    node, client, pods = wire(netns)
+    servers = [subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_SERVE, name]) for name, ns in pods.items()]
+    try:
+        table = maps.Table("10.244.0.0/16")
+        nft(node, table.skeleton())
+        dns = service("dns", ports=(("dns", 53, 0),))
+        dns["spec"]["ports"][0]["protocol"] = "UDP"
+        eps = slices(("10.244.1.2", "n1"), ("10.244.2.2", "n1"), port_name="dns", port=5353)
+        eps["items"][0]["ports"][0]["protocol"] = "UDP"
+        nft(node, "\n".join(table.set_service("default/dns", maps.contribution(dns, eps, "n1"))))
+
+        def ask() -> str:
+            return subprocess.run(["ip", "netns", "exec", client, sys.executable, "-c", UDP_ASK, "10.96.0.10"],
+                                  capture_output=True, text=True, timeout=10).stdout.strip()
+
+        first = ""
+        for _ in range(50):  # the servers are starting
+            first = ask()
+            if first in ("pa", "pb"):
+                break
+        assert first in ("pa", "pb"), first
+        assert {ask() for _ in range(5)} == {first}  # one flow, one endpoint
+        gone = {"pa": "10.244.1.2", "pb": "10.244.2.2"}[first]
+        left = [e for e in eps["items"][0]["endpoints"] if e["addresses"] != [gone]]
+        eps["items"][0]["endpoints"] = left
+        nft(node, "\n".join(table.set_service("default/dns", maps.contribution(dns, eps, "n1"))))
+        assert ask() == first  # conntrack still sends the flow to the removed endpoint
+        with kns.entered(f"/var/run/netns/{node}"):
+            for flow in table.stale_udp:
+                assert conntrack.forget_udp_nat(*flow)
+        assert ask() == ("pb" if first == "pa" else "pa")
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()

@@ -191,6 +191,9 @@ class Table:
         self.counts: dict[int, int] = {}         # n -> how many targets have n endpoints (pick-<n> chains)
         self.timeouts: dict[int, int] = {}       # affinity timeout -> how many targets (remember-<t> chains)
         self.hairpins: dict[tuple[str, str], int] = {}
+        # UDP flows to endpoints the last set_service removed, to forget in conntrack (UDP has no
+        # end: without it a client keeps sending to a gone pod): (frontend address or "", port, endpoint)
+        self.stale_udp: list[tuple[str, int, str]] = []
 
     # ids: stable while a target exists; a new one is taken round-robin, so that a freed id
     # (whose connections' affinity entries may still be in the kernel) comes back last
@@ -214,6 +217,7 @@ class Table:
         commands that take the kernel from the old contribution to the new one, and no more."""
         old = self.services.pop(key, None) or Contribution()
         new = new or Contribution()
+        self.stale_udp = _stale_udp(old, new)
         adds: list[str] = []
         dels: list[str] = []
         shared = {"counts": dict(self.counts), "timeouts": dict(self.timeouts), "hairpins": dict(self.hairpins)}
@@ -372,6 +376,20 @@ def compact(cmds: list[str], per_statement: int = 5000) -> list[str]:
         for i in range(0, len(bodies), per_statement):
             out.append(f"{_ADD_ELEMENT}{name} {{ {', '.join(bodies[i:i + per_statement])} }}")
     return out
+
+
+def _stale_udp(old: Contribution, new: Contribution) -> list[tuple[str, int, str]]:
+    """(frontend address, port, endpoint address) for each UDP frontend whose target lost an
+    endpoint; the address is "" for a NodePort (any local address)."""
+    out = set()
+    fronts = [((ip, port), target) for (ip, proto, port), target in old.service_ips.items() if proto == "udp"]
+    fronts += [(("", port), target) for (proto, port), target in old.nodeports.items() if proto == "udp"]
+    for (ip, port), target in fronts:
+        before = {ep for ep, _ in old.targets[target].endpoints}
+        after_target = new.targets.get(target)
+        after = {ep for ep, _ in after_target.endpoints} if after_target else set()
+        out |= {(ip, port, ep) for ep in before - after}
+    return sorted(out)
 
 
 def _count(counts: dict, key, delta: int) -> None:

@@ -14,7 +14,7 @@ import json
 import time
 
 from ...api import keys, stored
-from ...kernel import nft
+from ...kernel import conntrack, nft
 from ...proxy import maps
 from .. import metrics
 from . import Controller
@@ -61,9 +61,11 @@ class Proxy(Controller):
         else:
             dirty, self.dirty = self.dirty, set()
             cmds: list[str] = []
+            stale: list[tuple[str, int, str]] = []
             try:
                 for key in sorted(dirty):
                     cmds += self.table.set_service(key, self.contribution(key))
+                    stale += self.table.stale_udp
                 nft.run_text(cmds)
             except Exception:
                 self.table = None  # the model may be ahead of the kernel: rebuild on the next try
@@ -71,6 +73,8 @@ class Proxy(Controller):
                 raise
             if cmds:
                 a.log(f"proxy: {len(cmds)} changes for {len(dirty)} services ({len(self.table.services)} in the table)")
+            for flow in stale:  # after the kernel stopped choosing them: UDP flows to gone endpoints end now
+                conntrack.forget_udp_nat(*flow)
             now = time.time()
             for key in dirty:
                 if key in self.triggers:
