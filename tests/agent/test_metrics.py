@@ -20,6 +20,7 @@ def test_histogram_is_cumulative_with_sum_and_count():
     assert 'x_seconds_bucket{le="+Inf"} 4\n' in text and "x_seconds_count 4\n" in text and "x_seconds_sum 3.650000\n" in text
     assert text.startswith("# HELP x_seconds A test.\n# TYPE x_seconds histogram\n")
     assert metrics.gauge("g", "G.", 3) == "# HELP g G.\n# TYPE g gauge\ng 3\n"
+    assert metrics.gauge("t", "T.", 1795460878.376) == "# HELP t T.\n# TYPE t gauge\nt 1795460878.376000\n"
 
 
 def test_a_bad_address_is_named():

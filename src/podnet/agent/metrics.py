@@ -49,7 +49,12 @@ class Histogram:
 
 
 def gauge(name: str, help_text: str, value: float, kind: str = "gauge") -> str:
-    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value:g}\n"
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {number(value)}\n"
+
+
+def number(value: float) -> str:
+    """Every digit that matters (a Unix timestamp must not lose its seconds to %g)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.6f}"
 
 
 def serve(address: str, render) -> ThreadingHTTPServer:
