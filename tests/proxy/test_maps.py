@@ -54,6 +54,17 @@ def test_no_endpoints_reject_and_local_policies():
     assert maps.contribution(service(typ="ExternalName"), eps, "n1") == maps.Contribution()
 
 
+def test_what_is_not_an_address_a_protocol_or_a_port_never_reaches_nft():
+    eps = slices(("10.244.1.2", "n1"))
+    for bad, words in ((service(cluster_ip=5), "not text"), (service(cluster_ip="10.96.0.10; flush ruleset"), "AddressValueError"),
+                       (service(ports=(("http", 70000, 0),)), "not 1-65535")):
+        c, problem = maps.checked_contribution(bad, eps, "n1")
+        assert c is None and words in problem, problem
+    c, problem = maps.checked_contribution(service(), slices(("10.244.1.2 } ; flush ruleset", "n1")), "n1")
+    assert c is None and problem
+    assert maps.checked_contribution(service(), eps, "n1")[1] == ""
+
+
 def test_one_service_change_is_a_handful_of_element_commands_whatever_the_table_size():
     table = maps.Table("10.244.0.0/16")
     for i in range(2000):

@@ -151,8 +151,14 @@ def _check(c: Contribution) -> None:
     def port(p) -> None:
         if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 65535:
             raise ValueError(f"port {p!r} is not 1-65535")
-    for ip, proto, p in [*c.service_ips, *c.no_endpoint_ips]:
+
+    def address(ip) -> None:
+        if not isinstance(ip, str):
+            raise ValueError(f"address {ip!r} is not text")
         ipaddress.IPv4Address(ip)
+
+    for ip, proto, p in [*c.service_ips, *c.no_endpoint_ips]:
+        address(ip)
         if proto not in PROTOCOLS:
             raise ValueError(f"protocol {proto!r}")
         port(p)
@@ -164,7 +170,7 @@ def _check(c: Contribution) -> None:
         if not isinstance(t.timeout, int) or not 0 <= t.timeout <= 86400:
             raise ValueError(f"affinity timeout {t.timeout!r}")
         for ip, p in t.endpoints:
-            ipaddress.IPv4Address(ip)
+            address(ip)
             port(p)
 
 
