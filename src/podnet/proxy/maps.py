@@ -226,7 +226,7 @@ class Table:
         self.stale_udp = _stale_udp(old, new)
         adds: list[str] = []
         dels: list[str] = []
-        shared = {"counts": dict(self.counts), "timeouts": dict(self.timeouts), "hairpins": dict(self.hairpins)}
+        self._touched: dict[tuple[str, object], int] = {}  # (kind, key) -> its use count before this change
         old_marks = {name: self.marks[name] for name in old.targets}
         for name in sorted(old.targets.keys() | new.targets.keys()):
             before, after = old.targets.get(name), new.targets.get(name)
@@ -255,7 +255,7 @@ class Table:
             self._forget(name)
         if new.targets or new.service_ips or new.nodeports or new.no_endpoint_ips or new.no_endpoint_nodeports:
             self.services[key] = new
-        made, gone = self._shared_changes(shared)
+        made, gone = self._shared_changes()
         # removals first, then the chains new elements point at, then the elements; chains no
         # longer used go last, after the elements that pointed at them
         return dels + made + adds + gone
@@ -268,11 +268,11 @@ class Table:
         if before is not None:
             mark = self.marks.pop(name)
             had = self._elements(mark, before)
-            _count(self.counts, mark >> N_SHIFT & N_MAX, -1)
+            self._count("counts", mark >> N_SHIFT & N_MAX, -1)
             if before.flags & AFFINITY:
-                _count(self.timeouts, before.timeout, -1)
+                self._count("timeouts", before.timeout, -1)
             for ip, _ in before.endpoints:
-                _count(self.hairpins, (ip, ip), -1)
+                self._count("hairpins", (ip, ip), -1)
             del self.targets[name]
         has: dict[str, str] = {}
         if after is not None:
@@ -283,11 +283,11 @@ class Table:
             mark = self.mark_of(name, after)
             self.marks[name], self.targets[name] = mark, after
             has = self._elements(mark, after)
-            _count(self.counts, mark >> N_SHIFT & N_MAX, 1)
+            self._count("counts", mark >> N_SHIFT & N_MAX, 1)
             if after.flags & AFFINITY:
-                _count(self.timeouts, after.timeout, 1)
+                self._count("timeouts", after.timeout, 1)
             for ip, _ in after.endpoints:
-                _count(self.hairpins, (ip, ip), 1)
+                self._count("hairpins", (ip, ip), 1)
         for key, value in had.items():
             if has.get(key) != value:
                 mname, _, k = key.partition(" ")
@@ -306,23 +306,33 @@ class Table:
             out[f"remember 0x{mark:08x}"] = f"jump remember-{target.timeout}"
         return out
 
-    def _shared_changes(self, before: dict) -> tuple[list[str], list[str]]:
+    def _count(self, kind: str, key, delta: int) -> None:
+        """Change the use count of a shared chain or element, remembering what it was before
+        this change (only what a change touches is compared: the cost stays the change's)."""
+        counts = getattr(self, kind)
+        self._touched.setdefault((kind, key), counts.get(key, 0))
+        counts[key] = counts.get(key, 0) + delta
+        if counts[key] == 0:
+            del counts[key]
+
+    def _shared_changes(self) -> tuple[list[str], list[str]]:
         """Chains and elements shared between targets (pick-<n>, remember-<t>, hairpin pairs)
-        that came into use, and those no longer used, by comparing the use counts."""
+        that came into use, and those no longer used."""
         made: list[str] = []
         gone: list[str] = []
-        for n in self.counts.keys() - before["counts"].keys():
-            made += _pick_chain(n) + [_element("add", "dispatch", f"0x{n << N_SHIFT:08x}", f"goto pick-{n}")]
-        for n in before["counts"].keys() - self.counts.keys():
-            gone += [_element("delete", "dispatch", f"0x{n << N_SHIFT:08x}"), _chain_delete(f"pick-{n}")]
-        for t in self.timeouts.keys() - before["timeouts"].keys():
-            made += _remember_chain(t)
-        for t in before["timeouts"].keys() - self.timeouts.keys():
-            gone.append(_chain_delete(f"remember-{t}"))
-        for a, b in self.hairpins.keys() - before["hairpins"].keys():
-            made.append(_element("add", "hairpin", f"{a} . {b}"))
-        for a, b in before["hairpins"].keys() - self.hairpins.keys():
-            gone.append(_element("delete", "hairpin", f"{a} . {b}"))
+        for (kind, key), before in self._touched.items():
+            now = getattr(self, kind).get(key, 0)
+            if bool(before) == bool(now):
+                continue
+            if kind == "counts":
+                if now:
+                    made += _pick_chain(key) + [_element("add", "dispatch", f"0x{key << N_SHIFT:08x}", f"goto pick-{key}")]
+                else:
+                    gone += [_element("delete", "dispatch", f"0x{key << N_SHIFT:08x}"), _chain_delete(f"pick-{key}")]
+            elif kind == "timeouts":
+                (made if now else gone).extend(_remember_chain(key) if now else [_chain_delete(f"remember-{key}")])
+            else:
+                (made if now else gone).append(_element("add" if now else "delete", "hairpin", f"{key[0]} . {key[1]}"))
         return made, gone
 
     def _forget(self, name: str) -> None:
@@ -396,12 +406,6 @@ def _stale_udp(old: Contribution, new: Contribution) -> list[tuple[str, int, str
         after = {ep for ep, _ in after_target.endpoints} if after_target else set()
         out |= {(ip, port, ep) for ep in before - after}
     return sorted(out)
-
-
-def _count(counts: dict, key, delta: int) -> None:
-    counts[key] = counts.get(key, 0) + delta
-    if counts[key] == 0:
-        del counts[key]
 
 
 def _key(k: tuple) -> str:
