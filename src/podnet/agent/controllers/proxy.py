@@ -105,19 +105,24 @@ class Proxy(Controller):
     def contribution(self, key: str) -> maps.Contribution | None:
         """Service `key`'s share of the table from the store (None: gone, or not usable)."""
         a = self.agent
-        self.skipped.pop(key, None)
         kv = a.store.get(keys.SERVICES + key)
-        if kv is None:
+        skv = a.store.get(keys.ENDPOINT_SLICES + key) if kv is not None else None
+        return self._decode(key, kv.value if kv else None, skv.value if skv else None)
+
+    def _decode(self, key: str, service: str | None, slices_text: str | None) -> maps.Contribution | None:
+        """The contribution of a stored Service and its stored slices (as read or listed);
+        what is wrong with them is kept for the log."""
+        self.skipped.pop(key, None)
+        if service is None:
             return None
-        svc = stored.decode(kv.value)
+        svc = stored.decode(service)
         if svc is None:
             self.skipped[key] = "not a Service object"
             return None
         slices = None
-        skv = a.store.get(keys.ENDPOINT_SLICES + key)
-        if skv is not None:
+        if slices_text is not None:
             try:
-                slices = json.loads(skv.value)
+                slices = json.loads(slices_text)
             except ValueError:
                 slices = None
             if not isinstance(slices, dict) or not isinstance(slices.get("items"), list):
@@ -127,7 +132,7 @@ class Proxy(Controller):
                 when = _trigger_time(slices)
                 if when is not None:
                     self.triggers[key] = when
-        c, problem = maps.checked_contribution(svc, slices, a.node)
+        c, problem = maps.checked_contribution(svc, slices, self.agent.node)
         if problem:
             self.skipped[key] = problem
         return c
@@ -138,9 +143,10 @@ class Proxy(Controller):
         self.skipped.clear()
         table = maps.Table(cidr)
         contributions = {}
-        for kv in a.store.list(keys.SERVICES)[0]:
+        slices = {kv.key[len(keys.ENDPOINT_SLICES):]: kv.value for kv in a.store.list(keys.ENDPOINT_SLICES)[0]}
+        for kv in a.store.list(keys.SERVICES)[0]:  # two listings, not two reads per service
             key = kv.key[len(keys.SERVICES):]
-            c = self.contribution(key)
+            c = self._decode(key, kv.value, slices.get(key))
             if c is not None:
                 contributions[key] = c
         nft.run_text(table.rebuild(contributions))
