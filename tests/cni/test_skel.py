@@ -108,3 +108,11 @@ def test_cni_args_parsing():
     assert a.args_dict() == {"IgnoreUnknown": "1", "IP": "10.0.0.9"}
     with pytest.raises(CNIError):
         CmdArgs("ADD", "c", "/x", "eth0", "novalue", "/bin", b"", {}).args_dict()
+
+
+def test_the_k8s_pod_is_read_leniently_from_cni_args():
+    from podnet.cni.skel import k8s_pod
+
+    assert k8s_pod({"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=x;K8S_POD_NAME=web;novalue"}) == ("x", "web")
+    assert k8s_pod({"CNI_ARGS": "K8S_POD_NAME=web"}) == ("", "web")  # a namespace is not required
+    assert k8s_pod({}) == ("", "")

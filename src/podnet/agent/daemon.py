@@ -28,6 +28,7 @@ import time
 
 from ..api import cluster, keys
 from ..api.errors import ValidationError
+from ..cni.skel import k8s_pod
 from ..ipam.blocks import BlockAllocator
 from ..kernel import nft, rtnl
 from ..plugins.registry import install
@@ -249,8 +250,8 @@ class Agent:
         cid, ifname = env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", "")
         if command == "ADD":
             try:
-                args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
-                pod = f"{args['K8S_POD_NAMESPACE']}/{args['K8S_POD_NAME']}" if "K8S_POD_NAME" in args else ""
+                namespace, name = k8s_pod(env)
+                pod = f"{namespace}/{name}" if name else ""
                 self.attachments.admit(antispoof.from_result(cid, ifname, json.loads(out), delegate.bridge_name, pod))
             except Exception as e:  # noqa: BLE001 - undo the ADD: no pod without its anti-spoofing entries
                 delegate.run({**env, "CNI_COMMAND": "DEL"}, stdin)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from ..api import keys
-from ..cni.skel import dispatch
+from ..cni.skel import dispatch, k8s_pod
 from ..ipam.blocks import BlockAllocator, IPAMError
 from ..plugins import routed
 from ..store import Store
@@ -60,10 +60,10 @@ class RoutedDelegate:
 
     def requested_pools(self, env: dict) -> list[str] | None:
         """The pools the pod's annotation asks for (None: the node's automatic ones)."""
-        args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
-        if not args.get("K8S_POD_NAME"):
+        namespace, name = k8s_pod(env)
+        if not name:
             return None
-        kv = self.store.get(f"{keys.PODS}{args.get('K8S_POD_NAMESPACE', 'default')}/{args['K8S_POD_NAME']}")
+        kv = self.store.get(f"{keys.PODS}{namespace or 'default'}/{name}")
         if kv is None:
             return None
         try:
@@ -82,8 +82,8 @@ class RoutedDelegate:
         return pools
 
     def pod_of(self, env: dict) -> str:
-        args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
-        return f"{args.get('K8S_POD_NAMESPACE', '')}/{args['K8S_POD_NAME']}" if args.get("K8S_POD_NAME") else ""
+        namespace, name = k8s_pod(env)
+        return f"{namespace}/{name}" if name else ""
 
     def run(self, env: dict, stdin: bytes) -> tuple[int, str]:
         conf = json.loads(stdin)

@@ -28,6 +28,14 @@ REQUIRED = {
 }
 
 
+def k8s_pod(env: dict) -> tuple[str, str]:
+    """(K8S_POD_NAMESPACE, K8S_POD_NAME) from CNI_ARGS, empty when absent. Lenient, unlike
+    CmdArgs.args_dict: callers only label or look up the pod, and a runtime outside Kubernetes
+    passes neither (a malformed pair is skipped, the plugin itself reports it)."""
+    args = dict(p.split("=", 1) for p in env.get("CNI_ARGS", "").split(";") if "=" in p)
+    return args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+
+
 class CmdArgs:
     """One invocation: the CNI_* environment, the raw stdin and the decoded config."""
 

@@ -20,6 +20,8 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
+from .maps import ready_endpoints
+
 TABLE = "podnet_proxy"
 FAMILY = "ip"
 MASQ_MARK = 0x4000
@@ -127,7 +129,7 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
         for sp in spec["ports"]:
             proto = sp["protocol"].lower()
             ident = f"{ns}/{name}/{proto}/{sp['name'] or sp['port']}"
-            endpoints = _endpoints_for(lists, sp)
+            endpoints = ready_endpoints(lists, sp)
             local_eps = [e for e in endpoints if e[2] == node]
             internal = local_eps if spec.get("internalTrafficPolicy") == "Local" else endpoints
             external = local_eps if spec.get("externalTrafficPolicy") == "Local" else endpoints
@@ -176,19 +178,6 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
                 if node_key:
                     m.maps["service-nodeports"][node_key] = ext
     return m
-
-
-def _endpoints_for(lists: dict, sp: dict) -> list[tuple[str, int, str]]:
-    """(ip, target port, node) of the ready endpoints serving one service port."""
-    out = []
-    for sl in lists.get("items", []):
-        port = next((p["port"] for p in sl.get("ports", []) if p.get("name", "") == sp["name"] and p["protocol"] == sp["protocol"]), None)
-        if port is None:
-            continue
-        for ep in sl.get("endpoints", []):
-            if ep.get("conditions", {}).get("ready", True):
-                out.extend((ip, port, ep.get("nodeName", "")) for ip in ep.get("addresses", []))
-    return sorted(set(out))
 
 
 def _pick_rules(endpoints, ep_chains, affinity, ident, cluster_cidr, masq_outside: bool) -> list:
