@@ -178,8 +178,7 @@ class Agent:
 
     def start_task(self) -> None:
         """The backend's long-running task, if it has one, in a thread restarted with back-off
-        when it raises (a previous backend's task is stopped first)."""
-        self.stop_task()
+        when it raises (setup_backend stopped the previous one before tearing down)."""
         self.task_stop = threading.Event()
         if not self.backend.runs_task:
             return
