@@ -25,6 +25,8 @@ and natOutgoing true (`default_pool`).
 from __future__ import annotations
 
 import ipaddress
+import time
+import uuid
 
 from . import selector
 from .errors import ValidationError, mapping
@@ -119,10 +121,13 @@ def parse_ippool(doc: dict, source: str = "", _namespace: str = "") -> dict:
 
 def default_pool(cidr: str, block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
     """The pool the bgp backend creates when there is none: the whole cluster network (or what
-    the operator chose, as calico-node's CALICO_IPV4POOL_CIDR and _BLOCK_SIZE)."""
-    return parse_ippool({"apiVersion": API_VERSION, "kind": "IPPool", "metadata": {"name": DEFAULT_POOL},
+    the operator chose, as calico-node's CALICO_IPV4POOL_CIDR and _BLOCK_SIZE). Stamped as a
+    created object (creationTimestamp, uid): its callers store it as it is."""
+    pool = parse_ippool({"apiVersion": API_VERSION, "kind": "IPPool", "metadata": {"name": DEFAULT_POOL},
                          "spec": {"cidr": cidr, "blockSize": block_size, "vxlanMode": "CrossSubnet",
                                   "natOutgoing": True}}, "default pool")
+    pool["metadata"].update(creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), uid=str(uuid.uuid4()))
+    return pool
 
 
 def parse_bgp_configuration(doc: dict, source: str = "", _namespace: str = "") -> dict:

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from typing import Callable
 
 from ..api import cluster
@@ -107,8 +106,6 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
             store = open_store(state.store_url)
             store.put(CONFIG, cluster_config(backend))
             if pool is not None:  # as CALICO_IPV4POOL_CIDR / _BLOCK_SIZE: the agents find it and create none
-                pool["metadata"].update(creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                        uid=str(uuid.uuid4()))
                 store.put(f"{IPPOOLS}{pool['metadata']['name']}", json.dumps(pool))
                 progress(f"IPPool {pool['metadata']['name']}: {pool['spec']['cidr']}, blockSize {pool['spec']['blockSize']}")
             store.close()

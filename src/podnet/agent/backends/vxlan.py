@@ -99,17 +99,22 @@ def ensure_vxlan_device(ctx: NodeContext, name: str) -> rtnl.Link:
     return nl.link(name)
 
 
+def only_address(nl: rtnl.Netlink, index: int, cidr: str) -> None:
+    """Make `cidr` the link's one IPv4 address (a VTEP's: others left by an earlier subnet or
+    block go, and nothing changes when it is already so)."""
+    have = {a.cidr for a in nl.addresses(index, rtnl.AF_INET)}
+    for stale in have - {cidr}:
+        nl.delete_address(index, stale)
+    if cidr not in have:
+        nl.add_address(index, cidr)
+
+
 def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.Link:
     """The node's VTEP; its address (the subnet's x.y.z.0/32) is set once the subnet is known."""
     nl, name = ctx.nl, device_name(ctx.conf["VNI"])
     link = ensure_vxlan_device(ctx, name)
     if subnet is not None:
-        addr = f"{vtep_ip(subnet)}/32"
-        have = {a.cidr for a in nl.addresses(link.index, rtnl.AF_INET)}
-        for stale in have - {addr}:
-            nl.delete_address(link.index, stale)
-        if addr not in have:
-            nl.add_address(link.index, addr)
+        only_address(nl, link.index, f"{vtep_ip(subnet)}/32")
     return nl.link(name)
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
-import uuid
 
 from ....api import keys
 from ....api.ippool import default_pool
@@ -29,7 +27,7 @@ from ....ipam.blocks import IPAMError, load_pools
 from ....kernel import features, rtnl
 from ...render import overlay_guard
 from .. import Backend, NodeContext, register, routes
-from ..vxlan import ensure_vxlan_device, parse_vni_port
+from ..vxlan import ensure_vxlan_device, only_address, parse_vni_port
 from . import config, tunnels, world
 from .bird import Bird, BirdError, binaries
 
@@ -80,8 +78,6 @@ class Bgp(Backend):
         store = ctx.store
         if not store.list(keys.IPPOOLS)[0]:  # as calico-node does on a fresh cluster
             pool = default_pool(str(ctx.network))
-            pool["metadata"].update(creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                    uid=str(uuid.uuid4()))
             if store.create(f"{keys.IPPOOLS}{pool['metadata']['name']}", json.dumps(pool)):
                 ctx.log(f"bgp: created IPPool {pool['metadata']['name']} ({pool['spec']['cidr']}, blockSize "
                         f"{pool['spec']['blockSize']}, vxlanMode {pool['spec']['vxlanMode']})")
@@ -112,12 +108,7 @@ class Bgp(Backend):
         except IPAMError as e:
             ctx.log(f"bgp: no VXLAN tunnel address yet: {e}")
             return
-        nl, vtep = ctx.nl, ctx.devices["vtep"]
-        have = {a.cidr for a in nl.addresses(vtep.index, rtnl.AF_INET)}
-        for stale in have - {f"{ip}/32"}:
-            nl.delete_address(vtep.index, stale)
-        if f"{ip}/32" not in have:
-            nl.add_address(vtep.index, f"{ip}/32")
+        only_address(ctx.nl, ctx.devices["vtep"].index, f"{ip}/32")
         ctx.devices["vtep_ip"] = ip
 
     def node_status(self, ctx: NodeContext) -> dict:
