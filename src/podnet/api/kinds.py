@@ -86,21 +86,52 @@ def labels_text(obj: dict) -> str:
 
 
 def pod_status_text(pod: dict) -> str:
-    """The STATUS column as kubectl prints it: Terminating while being deleted, else the phase,
-    unless a container is waiting or has terminated: then its reason (CrashLoopBackOff,
-    StartError, Error, Completed, ContainerCreating, ...)."""
+    """The STATUS column as kubectl's printPod has it: Terminating while being deleted; else the
+    first init container that failed or is not done (Init:Error, Init:CrashLoopBackOff, Init:1/2);
+    else the reason a container is waiting or terminated with (CrashLoopBackOff, Error, Completed,
+    ContainerCreating, ...), the first container's winning; else the pod's reason or phase."""
     if pod.get("metadata", {}).get("deletionTimestamp"):
         return "Terminating"
-    status = pod.get("status", {})
+    status = pod.get("status") or {}
     text = status.get("reason") or status.get("phase", "")
-    for c in status.get("containerStatuses", []):
-        state = c.get("state", {})
-        if state.get("waiting", {}).get("reason"):
+    init = _init_status_text(status.get("initContainerStatuses") or [], len(pod.get("spec", {}).get("initContainers") or []))
+    if init:
+        return init
+    running = False
+    for c in reversed(status.get("containerStatuses") or []):  # reversed, as kubectl: the first container wins
+        state = c.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
             text = state["waiting"]["reason"]
         elif "terminated" in state:
-            t = state["terminated"]
-            text = t.get("reason") or (f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode')}")
-    return text
+            text = (state["terminated"] or {}).get("reason") or _exit_text(state["terminated"] or {})
+        elif "running" in state:
+            running = True
+    # a pod whose finished container says Completed while another still runs is running (kubectl's hasRunning)
+    return "Running" if text == "Completed" and running else text
+
+
+def _init_status_text(statuses: list[dict], total: int) -> str:
+    """What the init containers say, in order, until one is not done: Init:<reason> for a failed
+    or waiting (backing off) one, Init:<done>/<total> for one still to run; '' when all are done."""
+    for done, c in enumerate(statuses):
+        state = c.get("state") or {}
+        terminated = state.get("terminated")
+        if terminated is not None and terminated.get("exitCode") == 0:
+            continue
+        if terminated is not None:
+            return "Init:" + (terminated.get("reason") or _exit_text(terminated))
+        reason = (state.get("waiting") or {}).get("reason")
+        if reason and reason != "PodInitializing":
+            return f"Init:{reason}"
+        return f"Init:{done}/{total}"
+    if statuses and len(statuses) < total:  # the kubelet has not reported the ones after the last done
+        return f"Init:{len(statuses)}/{total}"
+    return ""
+
+
+def _exit_text(terminated: dict) -> str:
+    """A terminated state without a reason, as kubectl prints it: Signal:N or ExitCode:N."""
+    return f"Signal:{terminated['signal']}" if terminated.get("signal") else f"ExitCode:{terminated.get('exitCode')}"
 
 
 def pod_ready_text(pod: dict) -> str:
@@ -110,7 +141,10 @@ def pod_ready_text(pod: dict) -> str:
 
 
 def pod_restarts(pod: dict) -> str:
-    return str(sum(int(c.get("restartCount", 0)) for c in pod.get("status", {}).get("containerStatuses", [])))
+    """Restarts of the pod's containers and init containers, summed."""
+    status = pod.get("status") or {}
+    return str(sum(int(c.get("restartCount", 0))
+                   for key in ("initContainerStatuses", "containerStatuses") for c in status.get(key) or []))
 
 
 def service_external(svc: dict) -> str:

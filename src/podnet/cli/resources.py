@@ -396,12 +396,32 @@ def _pod(store, namespace: str, name: str) -> dict:
     return pod
 
 
-@click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+def _container(obj: dict, wanted: str) -> tuple[str, str]:
+    """The container named by -c (default: the first, with kubectl's hint when there are
+    several); (name, hint)."""
+    names = [c.get("name", "") for c in obj["spec"].get("containers", [])]
+    inits = [c.get("name", "") for c in obj["spec"].get("initContainers") or []]
+    if wanted:
+        if wanted not in names + inits:
+            raise click.ClickException(f"container {wanted} is not valid for pod {obj['metadata']['name']} "
+                                       f"(its containers: {', '.join(inits + names)})")
+        return wanted, ""
+    hint = f'Defaulted container "{names[0]}" out of: {", ".join(names)}' if len(names) > 1 else ""
+    return names[0], hint
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-c", "--container", default="", help="The container to run in (default: the pod's first).")
 @click.argument("pod")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def exec_(namespace: str, pod: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND in POD's network namespace: podnet exec POD -- ping -c1 10.244.2.2"""
+def exec_(namespace: str, container: str, pod: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND in POD, in the namespaces its containers share (network, hostname, its own
+    /etc/hosts and resolv.conf):
+
+    \b
+      podnet exec web -- ping -c1 10.244.2.2
+      podnet exec duo -c sidecar -- hostname -f"""
     argv = list(command)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -409,21 +429,33 @@ def exec_(namespace: str, pod: str, command: tuple[str, ...]) -> None:
         raise click.ClickException("give a command after --")
     with lab_store() as (_state, store):
         obj = _pod(store, namespace, pod)
-    ns = (obj["metadata"].get("annotations") or {}).get("podnet.io/netns")
+    _name, hint = _container(obj, container)
+    annotations = obj["metadata"].get("annotations") or {}
+    ns = annotations.get("podnet.io/netns")
     if not ns:
         raise click.ClickException(f"pod {pod} is not running yet ({kinds.pod_status_text(obj)})")
-    sys.exit(subprocess.call(["ip", "netns", "exec", ns, *argv]))
+    if hint:
+        click.echo(hint, err=True)
+    uts = annotations.get("podnet.io/uts", "")
+    enter_uts = ["nsenter", f"--uts={uts}", "--"] if uts and os.path.exists(uts) else []
+    sys.exit(subprocess.call(["ip", "netns", "exec", ns, *enter_uts, *argv]))
 
 
 @click.command("logs")
 @click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-c", "--container", default="", help="The container whose output to print (default: the pod's first).")
 @click.option("--tail", default=-1, show_default=True, help="Lines from the end (-1: all, 0: none).")
 @click.argument("pod")
-def logs(namespace: str, tail: int, pod: str) -> None:
-    """Print what POD's process wrote to stdout and stderr."""
+def logs(namespace: str, container: str, tail: int, pod: str) -> None:
+    """Print what a container of POD wrote to stdout and stderr (all its runs)."""
     with lab_store() as (_state, store):
         obj = _pod(store, namespace, pod)
-    path = (obj["metadata"].get("annotations") or {}).get("podnet.io/log", "")
+    name, hint = _container(obj, container)
+    if hint:
+        click.echo(hint, err=True)
+    annotations = obj["metadata"].get("annotations") or {}
+    pod_dir = annotations.get("podnet.io/pod-dir", "")
+    path = os.path.join(pod_dir, f"{name}.log") if pod_dir else annotations.get("podnet.io/log", "")
     text = open(path, errors="replace").read() if path and os.path.exists(path) else ""
     lines = text.splitlines()
     if tail >= 0:

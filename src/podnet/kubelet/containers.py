@@ -1,29 +1,25 @@
-"""A pod's container as a supervised process in the pod's namespaces (network, and the mount
-namespace `ip netns exec` makes for its resolv.conf). The supervisor (podnet.runtime) restarts
-it per restartPolicy and keeps its ContainerStatus in a file; its process group holds the
-container, so stopping the group stops everything the pod started."""
+"""A pod's containers as one supervised process tree: the pod's runner (podnet.runtime.pod),
+started inside the pod's namespaces (its network namespace and the mount namespace `ip netns
+exec` makes for its /etc files, then its UTS namespace), runs every container and restarts
+them per restartPolicy. Its process group holds the pod, so stopping the group stops
+everything the pod started."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from ..proc import pid_alive
-from ..runtime.supervisor import command as supervised
 
 
-def start(netns: str, name: str, argv: list[str], env: dict[str, str], state_path: str, log_path: str,
-          restart_policy: str, grace: float) -> subprocess.Popen:
-    """Start the container's supervisor (it starts the process); the supervisor's Popen."""
-    for stale in (state_path, f"{state_path}.tmp"):
-        if os.path.exists(stale):
-            os.unlink(stale)
-    os.makedirs(os.path.dirname(state_path), exist_ok=True)
-    cmd = supervised(argv, state_path, log_path, restart_policy, name, grace=grace)
-    return subprocess.Popen(["ip", "netns", "exec", netns, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+def start(netns: str, uts: str, spec_path: str, env: dict[str, str]) -> subprocess.Popen:
+    """Start the pod's runner (it starts the containers); its Popen."""
+    cmd = ["ip", "netns", "exec", netns, "nsenter", f"--uts={uts}", "--", sys.executable, "-m", "podnet.runtime.pod", spec_path]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
 
 
 def stop(supervisor_pid: int, grace: float) -> None:

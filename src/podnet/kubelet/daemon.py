@@ -17,14 +17,14 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..api import keys, stored
 from ..api.pod import parse_pod
 from ..api.errors import ValidationError
 from ..proc import pid_alive
 from ..store import Compacted, Store, open_store
-from . import containers, sandbox, status as status_mod
+from . import containers, podfiles, sandbox, status as status_mod
 
 STATUS_POLL = 0.02  # how often the container status files' mtimes are looked at (s)
 LIVENESS_POLL = 0.5 # how often the supervisors are checked to be alive (s)
@@ -43,7 +43,8 @@ def now() -> str:
 
 @dataclass
 class Record:
-    """A pod this kubelet runs (or is making)."""
+    """A pod this kubelet runs (or is making). `supervisor_pid` is the pod's runner (0 while the
+    start is unfinished); the first app container's state and log paths are kept for tools."""
     namespace: str
     name: str
     uid: str
@@ -56,10 +57,30 @@ class Record:
     pod_ip: str = ""
     restart_policy: str = "Always"
     grace: float = 30.0
+    pod_dir: str = ""
+    host_network: bool = False
+    hostname: str = ""
+    init_containers: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         return f"{keys.PODS}{self.namespace}/{self.name}"
+
+    @property
+    def directory(self) -> str:
+        return self.pod_dir or os.path.dirname(self.state_path)
+
+    def state_of(self, container: str) -> str:
+        return os.path.join(self.directory, f"{container}.state.json")
+
+    def log_of(self, container: str) -> str:
+        return os.path.join(self.directory, f"{container}.log")
+
+    @property
+    def sandbox(self) -> sandbox.Sandbox:
+        return sandbox.Sandbox(self.netns, self.container_id, self.namespace, self.name, self.hostname or self.name,
+                               self.host_network)
 
 
 @dataclass
@@ -72,6 +93,8 @@ class Config:
     node_ip: str = ""
     cluster_dns: str = "10.96.0.10"
     cluster_domain: str = "cluster.local"
+    resolv_conf: str = "/etc/resolv.conf"   # the node's resolver (dnsPolicy Default)
+    hosts_file: str = "/etc/hosts"          # the node's hosts file (hostNetwork pods)
 
 
 class Kubelet:
@@ -83,6 +106,7 @@ class Kubelet:
         self.seen_container: dict[str, tuple] = {}  # uid -> (status file mtime, supervisor alive) last acted on
         self.lock = threading.RLock()               # records and procs: the loop and the status thread
         self.failures: dict[str, tuple[int, float, str]] = {}  # uid -> (failed attempts, retry at, pod key)
+        self.terminating: set[str] = set()         # uids whose graceful stop runs in a thread of its own
         self.store: Store
         os.makedirs(self.records_dir, exist_ok=True)
 
@@ -131,7 +155,8 @@ class Kubelet:
         mine = [r for r in self.records.values() if r.key == key]
         if pod is None or pod.get("spec", {}).get("nodeName") != self.cfg.node:
             for rec in mine:
-                self.teardown(rec, "its Pod is gone")
+                if rec.uid not in self.terminating:  # (its graceful stop removed the Pod itself)
+                    self.teardown(rec, "its Pod is gone")
             return
         uid = pod["metadata"].get("uid", "")
         for rec in mine:
@@ -139,10 +164,13 @@ class Kubelet:
                 self.teardown(rec, "replaced by a new pod of the same name")
         if pod["metadata"].get("deletionTimestamp"):
             rec = self.records.get(uid)
-            if rec is not None:
-                self.teardown(rec, "deleted", grace=float(pod["metadata"].get("deletionGracePeriodSeconds", rec.grace)))
-            self.store.delete(key)  # gone from the cluster now that nothing of it runs here
-            log(f"pod {key[len(keys.PODS):]}: deleted")
+            if rec is None:
+                self.store.delete(key)  # nothing of it runs here: gone from the cluster now
+                log(f"pod {key[len(keys.PODS):]}: deleted")
+            elif uid not in self.terminating:
+                grace = float(pod["metadata"].get("deletionGracePeriodSeconds", rec.grace))
+                self.terminating.add(uid)
+                threading.Thread(target=self.terminate, args=(rec, grace), name=f"stop-{rec.name}", daemon=True).start()
             return
         rec = self.records.get(uid)
         if rec is not None and not rec.supervisor_pid:
@@ -163,24 +191,27 @@ class Kubelet:
         except ValidationError as e:
             self.write_status(key, uid, pod, problem=("InvalidPodSpec", str(e)))
             return
-        container = spec.containers[0]
-        grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
-        rec = Record(ns, name, uid, self.netns_name(ns, name, uid), uid.replace("-", ""), container.name,
-                     restart_policy=spec.restart_policy, grace=grace)
+        first = spec.containers[0].name
         pod_dir = os.path.join(self.records_dir, f"{ns}_{name}_{uid[:8]}")
-        rec.state_path = os.path.join(pod_dir, f"{container.name}.state.json")
-        rec.log_path = os.path.join(pod_dir, f"{container.name}.log")
+        hostname = self.cfg.node if spec.host_network else (spec.hostname or name)[:63]
+        rec = Record(ns, name, uid, self.netns_name(ns, name, uid), uid.replace("-", ""), first,
+                     os.path.join(pod_dir, f"{first}.state.json"), os.path.join(pod_dir, f"{first}.log"),
+                     restart_policy=spec.restart_policy, grace=spec.grace, pod_dir=pod_dir, host_network=spec.host_network,
+                     hostname=hostname, init_containers=[c.name for c in spec.init_containers],
+                     containers=[c.name for c in spec.containers])
         self.save(rec)  # the intent first: a kubelet that dies now finds (and cleans) it
         try:
-            resolv = sandbox.resolv_conf(ns, self.cfg.cluster_dns, self.cfg.cluster_domain)
-            rec.pod_ip = sandbox.create(self.cfg.cni, rec.netns, rec.container_id, ns, name, resolv)
+            rec.pod_ip = sandbox.create(self.cfg.cni, rec.sandbox, self.cfg.node_ip)
             self.save(rec)
-            env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": name,
-                   "POD_NAME": name, "POD_NAMESPACE": ns, "POD_IP": rec.pod_ip, "NODE_NAME": self.cfg.node,
-                   **service_env(self.store, ns), **container.env}
+            sandbox.write_files(rec.netns, self.pod_files(spec, rec))
             os.makedirs(pod_dir, exist_ok=True)
-            proc = containers.start(rec.netns, container.name, container.command, env, rec.state_path, rec.log_path,
-                                    rec.restart_policy, rec.grace)
+            for stale in os.listdir(pod_dir):
+                if stale.endswith((".state.json", ".state.json.tmp")):
+                    os.unlink(os.path.join(pod_dir, stale))
+            runner_spec = os.path.join(pod_dir, "pod.json")
+            with open(runner_spec, "w") as f:
+                json.dump(self.runner_spec(spec, rec), f)
+            proc = containers.start(rec.netns, sandbox.uts_path(rec.netns), runner_spec, {"PATH": os.environ.get("PATH", "")})
             with self.lock:
                 self.procs[uid] = proc
             rec.supervisor_pid = proc.pid
@@ -196,6 +227,30 @@ class Kubelet:
         log(f"pod {ns}/{name}: started, {rec.pod_ip} in {rec.netns}")
         self.write_status(key, uid, pod)
 
+    def pod_files(self, spec, rec: Record) -> dict[str, str]:
+        """resolv.conf and hosts for the pod, per its dnsPolicy, dnsConfig and hostAliases."""
+        node_resolv = read_text(self.cfg.resolv_conf)
+        resolv = podfiles.resolv_conf(spec.dns_policy, spec.host_network, spec.namespace, self.cfg.cluster_dns,
+                                      self.cfg.cluster_domain, node_resolv, spec.dns_config)
+        full = "" if spec.host_network else podfiles.fqdn(rec.hostname, spec.subdomain, spec.namespace, self.cfg.cluster_domain)
+        hosts = podfiles.hosts_file(rec.pod_ip, rec.hostname, full, spec.host_aliases,
+                                    read_text(self.cfg.hosts_file) if spec.host_network else None)
+        return {"resolv.conf": resolv, "hosts": hosts}
+
+    def runner_spec(self, spec, rec: Record) -> dict:
+        """What the pod's runner (podnet.runtime.pod) is to run: every container with its
+        command, environment, probes and hooks, and where its status and log go."""
+        base = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOSTNAME": rec.hostname,
+                "POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace, "POD_IP": rec.pod_ip, "NODE_NAME": self.cfg.node,
+                **service_env(self.store, spec.namespace)}
+
+        def one(c) -> dict:
+            return {"name": c.name, "argv": c.command, "env": {**base, **c.env}, "state": rec.state_of(c.name),
+                    "log": rec.log_of(c.name), "probes": c.probes, "preStop": c.pre_stop, "postStart": c.post_start}
+
+        return {"restartPolicy": spec.restart_policy, "grace": spec.grace, "podIP": rec.pod_ip,
+                "initContainers": [one(c) for c in spec.init_containers], "containers": [one(c) for c in spec.containers]}
+
     def retry_due(self) -> None:
         """Pods whose start failed and whose back-off is over: try again (without waiting for
         the next event or the full pass)."""
@@ -208,24 +263,50 @@ class Kubelet:
                     self.failures.pop(uid, None)
 
     def teardown(self, rec: Record, why: str, grace: float | None = None, quiet: bool = False) -> None:
+        """Stop the pod's containers (preStop, SIGTERM, SIGKILL after the grace period), then
+        undo its sandbox: its IP is released only once its processes are gone."""
         if rec.supervisor_pid:
             containers.stop(rec.supervisor_pid, rec.grace if grace is None else grace)
-        sandbox.destroy(self.cfg.cni, rec.netns, rec.container_id, rec.namespace, rec.name)
+        sandbox.destroy(self.cfg.cni, rec.sandbox)
         self.forget(rec)
         if not quiet:
             log(f"pod {rec.namespace}/{rec.name}: stopped and detached ({why})")
 
+    def terminate(self, rec: Record, grace: float) -> None:
+        """A deleted pod's graceful stop, in its own thread (its grace period must not hold up
+        the other pods); then the Pod goes from the store. A kubelet that dies meanwhile finds
+        the record and the marked Pod, and finishes the job."""
+        try:
+            self.teardown(rec, f"deleted, grace period {grace:g} s", grace=grace)
+            store = open_store(self.cfg.store_url)
+            try:
+                kv = store.get(rec.key)
+                current = stored.decode(kv.value) if kv else None
+                if current is not None and current["metadata"].get("uid") == rec.uid:
+                    store.delete(rec.key, kv.mod_revision)
+            finally:
+                store.close()
+        except Exception as e:  # noqa: BLE001 - the next full pass tries again
+            log(f"pod {rec.namespace}/{rec.name}: finishing its deletion failed: {e}")
+        finally:
+            self.terminating.discard(rec.uid)
+
     # -- status ----------------------------------------------------------------------------------
-    def status_of(self, rec: Record, pod: dict, problem: tuple[str, str] | None) -> dict:
-        alive = bool(rec and rec.supervisor_pid and pid_alive(rec.supervisor_pid))
-        container = None
-        if rec is not None and rec.supervisor_pid:
-            container = status_mod.container_status(rec.container, rec.state_path, rec.supervisor_pid)
-        elif rec is None or problem is not None:
-            names = [c.get("name", "") for c in pod.get("spec", {}).get("containers", []) if isinstance(c, dict)]
-            container = {"name": names[0] if names else ""}
-        return status_mod.pod_status(pod.get("status") or {}, rec.pod_ip if rec else "", self.cfg.node_ip, container,
-                                     rec.restart_policy if rec else "Always", alive, now(), problem)
+    def status_of(self, rec: Record | None, pod: dict, problem: tuple[str, str] | None) -> dict:
+        spec = pod.get("spec", {})
+        names = [c.get("name", "") for c in spec.get("containers", []) if isinstance(c, dict)]
+        init_names = [c.get("name", "") for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+        if rec is None or not rec.supervisor_pid or problem is not None:
+            return status_mod.pod_status(pod.get("status") or {}, rec.pod_ip if rec else "", self.cfg.node_ip,
+                                         [{"name": n} for n in names], rec.restart_policy if rec else "Always", False,
+                                         now(), problem or ("ContainerCreating", ""))
+        alive = pid_alive(rec.supervisor_pid)
+        inits = [status_mod.container_status(n, rec.state_of(n), rec.supervisor_pid, "PodInitializing")
+                 for n in rec.init_containers or init_names]
+        waiting = "PodInitializing" if inits and not all(status_mod.init_done(s) for s in inits) else "ContainerCreating"
+        apps = [status_mod.container_status(n, rec.state_of(n), rec.supervisor_pid, waiting) for n in rec.containers or names]
+        return status_mod.pod_status(pod.get("status") or {}, rec.pod_ip, self.cfg.node_ip, apps, rec.restart_policy,
+                                     alive, now(), None, inits)
 
     def write_status(self, key: str, uid: str, pod: dict, problem: tuple[str, str] | None = None,
                      store: Store | None = None) -> None:
@@ -245,6 +326,7 @@ class Kubelet:
             annotations = dict(current["metadata"].get("annotations") or {})
             if rec is not None and rec.supervisor_pid:
                 annotations.update({"podnet.io/netns": rec.netns, "podnet.io/container-id": rec.container_id,
+                                    "podnet.io/uts": sandbox.uts_path(rec.netns), "podnet.io/pod-dir": rec.directory,
                                     "podnet.io/log": rec.log_path, "podnet.io/state": rec.state_path,
                                     "podnet.io/pid": str(rec.supervisor_pid)})
             if new_status == current.get("status") and annotations == (current["metadata"].get("annotations") or {}):
@@ -272,11 +354,8 @@ class Kubelet:
                 for rec in records:
                     if check_alive:
                         alive[rec.uid] = pid_alive(rec.supervisor_pid)
-                    try:
-                        mtime = os.stat(rec.state_path).st_mtime_ns
-                    except OSError:
-                        mtime = 0
-                    seen = (mtime, alive.get(rec.uid, True))
+                    seen = (tuple(mtime(rec.state_of(n)) for n in rec.init_containers + (rec.containers or [rec.container])),
+                            alive.get(rec.uid, True))
                     if self.seen_container.get(rec.uid) == seen:
                         continue
                     kv = store.get(rec.key)
@@ -303,7 +382,7 @@ class Kubelet:
             seen.add(kv.key)
             self.reconcile(kv.key, pod)
         for rec in list(self.records.values()):
-            if rec.key not in seen:
+            if rec.key not in seen and rec.uid not in self.terminating:
                 self.teardown(rec, "its Pod is gone")
         return rev
 
@@ -340,6 +419,21 @@ class Kubelet:
                 delay = min(delay * 2, RETRY_MAX)
                 rev = None
         log("kubelet stopping (pods keep running; a restarted kubelet adopts them)")
+
+
+def mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def service_env(store: Store, namespace: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from ..api.ippool import DEFAULT_BLOCK_SIZE, ROUTE_REFLECTOR_LABEL, default_pool
 from ..api.keys import CONFIG, IPPOOLS, NODES
 from ..api.service import LB_POOL
 from ..kernel import netns as kns
+from ..kubelet import sandbox
 from ..store import open_store
 from ..store.etcd_server import EtcdServer
 from ..proc import pid_alive
@@ -436,7 +437,11 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
         delete_netns(ns)
         removed.append(ns)
         progress(f"deleted namespace {ns}")
-    if os.path.isdir("/etc/netns"):  # pods' resolv.conf files (ip netns exec mounts them)
+    if os.path.isdir(sandbox.UTS_DIR):  # pods' UTS namespaces (their hostnames)
+        for entry in os.listdir(sandbox.UTS_DIR):
+            if entry.startswith(prefix):
+                sandbox.release_uts(entry)
+    if os.path.isdir("/etc/netns"):  # pods' resolv.conf and hosts files (ip netns exec mounts them)
         for entry in os.listdir("/etc/netns"):
             if entry.startswith(prefix):
                 shutil.rmtree(os.path.join("/etc/netns", entry), ignore_errors=True)

@@ -18,145 +18,27 @@ process (SIGTERM, then SIGKILL after --grace seconds) and then the supervisor.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
 
-from .. import fastjson as json  # (`json` imports `re`: start-up time a pod's start waits for)
-
-POLICIES = ("Always", "OnFailure", "Never")
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def write_state(path: str, status: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(status))
-    os.replace(tmp, path)
-
-
-def read_state(path: str) -> dict | None:
-    """The last recorded status, or None when there is none (yet) or it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            status = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    return status if isinstance(status, dict) else None
-
-
-def exit_reason(code: int) -> tuple[int, str]:
-    """(exit code as Kubernetes reports it, reason): a signal N is 128+N, as a shell says."""
-    if code < 0:
-        return 128 - code, "Error"
-    return code, "Completed" if code == 0 else "Error"
+from .container import POLICIES, Container, exit_reason, now, read_state, write_state  # noqa: F401 - the API here
 
 
 class Supervisor:
+    """One Container run in the foreground: SIGTERM or SIGINT stop it (and then the supervisor)."""
+
     def __init__(self, argv: list[str], state_path: str, log_path: str, restart: str, name: str,
                  backoff: tuple[float, float], reset_after: float, grace: float) -> None:
-        self.argv = argv
-        self.state_path = state_path
-        self.log_path = log_path
-        self.restart = restart
-        self.name = name
-        self.initial, self.maximum = backoff
-        self.reset_after = reset_after
-        self.grace = grace
-        self.child: subprocess.Popen | None = None
-        self.stopping = False
-        self.status: dict = {"name": name, "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {},
-                             "ready": False, "restartCount": 0, "started": False, "pid": 0, "supervisorPid": os.getpid()}
+        self.container = Container(name, argv, state_path, log_path, restart, backoff, reset_after, grace)
 
-    def save(self) -> None:
-        write_state(self.state_path, self.status)
-
-    def on_signal(self, signum: int, _frame) -> None:
-        self.stopping = True
-        if self.child is not None and self.child.poll() is None:
-            try:
-                self.child.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def start(self) -> tuple[bool, str]:
-        env = dict(os.environ, PODNET_RESTART_COUNT=str(self.status["restartCount"]))
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
-            self.child = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-            return True, ""
-        except OSError as e:
-            self.child = None
-            if isinstance(e, FileNotFoundError):
-                return False, f'exec: "{self.argv[0]}": executable file not found in $PATH'
-            return False, f'exec: "{self.argv[0]}": {e.strerror}'
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
+    def on_signal(self, _signum: int, _frame) -> None:
+        self.container.stop()
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
-        delay = 0.0  # the first restart is immediate, as the kubelet does it
-        self.save()
-        while True:
-            started_at = now()
-            t0 = time.monotonic()
-            ok, error = self.start()
-            if ok:
-                self.status.update(state={"running": {"startedAt": started_at}}, ready=True, started=True, pid=self.child.pid)
-                self.save()
-                code = self._wait()
-                exit_code, reason = exit_reason(code)
-                terminated = {"exitCode": exit_code, "reason": reason, "startedAt": started_at, "finishedAt": now()}
-            else:
-                terminated = {"exitCode": 128, "reason": "StartError", "message": error, "startedAt": started_at,
-                              "finishedAt": now()}
-            self.status.update(state={"terminated": terminated}, ready=False, started=False, pid=0)
-            self.save()
-            if self.stopping:
-                return 0
-            if self.restart == "Never" or (self.restart == "OnFailure" and terminated["exitCode"] == 0):
-                return 0
-            if time.monotonic() - t0 >= self.reset_after:
-                delay = 0.0  # it ran long enough: this crash starts a new back-off
-            self.status["lastState"] = {"terminated": terminated}
-            if delay:
-                self.status["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                                    "message": f"back-off {delay:g}s restarting failed container={self.name}"}}
-                self.save()
-                if self._sleep(delay):
-                    self.status["state"] = {"terminated": terminated}
-                    self.save()
-                    return 0
-            delay = min(delay * 2, self.maximum) if delay else self.initial
-            self.status["restartCount"] += 1
-
-    def _wait(self) -> int:
-        """The child's exit code (negative: killed by that signal); on stop, SIGTERM then SIGKILL."""
-        assert self.child is not None
-        deadline = None
-        while True:
-            try:
-                return self.child.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
-            if self.stopping:
-                deadline = deadline or time.monotonic() + self.grace
-                if time.monotonic() >= deadline:
-                    self.child.kill()
-
-    def _sleep(self, seconds: float) -> bool:
-        """Wait out a back-off; True when told to stop meanwhile."""
-        end = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < end:
-            time.sleep(min(0.1, end - time.monotonic()))
-        return self.stopping
+        self.container.run()
+        return 0
 
 
 def command(argv: list[str], state: str, log: str = "", restart: str = "Always", name: str = "main",
