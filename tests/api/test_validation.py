@@ -205,3 +205,14 @@ def test_several_json_documents_separated_by_dashes():
     assert [d["metadata"]["name"] for d in load_documents(text, "f")] == ["a", "b"]
     with pytest.raises(ValidationError, match="cannot parse"):
         load_documents('{"kind": "Pod", "metadata": {"name": "a"', "f")
+
+
+def test_publish_not_ready_addresses_is_kept_and_must_be_a_boolean():
+    from podnet.api.service import parse_service
+
+    spec = SVC["spec"]
+    assert parse_service({**SVC, "spec": {**spec, "publishNotReadyAddresses": True}}, "s")["spec"]["publishNotReadyAddresses"]
+    assert "publishNotReadyAddresses" not in parse_service(SVC, "s")["spec"]
+    with pytest.raises(ValidationError) as e:
+        parse_service({**SVC, "spec": {**spec, "publishNotReadyAddresses": "yes"}}, "s")
+    assert e.value.field == "spec.publishNotReadyAddresses"

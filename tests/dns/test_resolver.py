@@ -105,3 +105,23 @@ def test_udp_server_cache_follows_index_changes():
         assert a("elsewhere.example")[0] == "REFUSED"  # not cached, answered from the pool
     finally:
         server.sock.close()
+
+
+def test_headless_publishes_only_ready_endpoints_terminating_ones_are_gone():
+    slices = {("default", "db"): {"items": [{"ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}], "endpoints": [
+        {"addresses": ["10.244.1.5"], "conditions": {"ready": True, "serving": True, "terminating": False}, "hostname": "db-0"},
+        {"addresses": ["10.244.1.6"], "conditions": {"ready": False, "serving": True, "terminating": True}, "hostname": "db-1"},
+        {"addresses": ["10.244.1.7"], "conditions": {"ready": False, "serving": False, "terminating": True}},
+        {"addresses": ["10.244.2.6"]},                                # stored before conditions existed: ready
+        {"addresses": ["10.244.2.7"], "conditions": {"ready": None}},  # unknown: ready, as CoreDNS reads it
+        {"addresses": ["10.244.2.8"], "conditions": None}]}]}}
+    r = ClusterResolver("cluster.local", None)
+    r.set_index(records.build(SERVICES, slices))
+    assert ask(r, "db.default.svc.cluster.local", "A")[1] == ["10.244.1.5", "10.244.2.6", "10.244.2.7", "10.244.2.8"]
+    assert ask(r, "db-1.db.default.svc.cluster.local", "A")[0] == "NXDOMAIN"
+    assert ask(r, "6.1.244.10.in-addr.arpa", "PTR")[1] == []  # no PTR for the draining pod either
+    assert ask(r, "5.1.244.10.in-addr.arpa", "PTR")[1] == ["db-0.db.default.svc.cluster.local."]
+    only_draining = {("default", "db"): {"items": [{"ports": [], "endpoints": [
+        {"addresses": ["10.244.1.6"], "conditions": {"ready": False, "serving": True, "terminating": True}}]}]}}
+    r.set_index(records.build(SERVICES, only_draining))
+    assert ask(r, "db.default.svc.cluster.local", "A")[0] == "NXDOMAIN"  # a headless service with no ready endpoint

@@ -1,5 +1,10 @@
 """Stored API objects -> the policy World (what the agent enforces and the probe expects)."""
 
+import json
+
+from podnet.api.networkpolicy import parse_network_policy
+from podnet.policy import render
+from podnet.policy.evaluate import egress_allowed, ingress_allowed
 from podnet.policy.world import build_world, node_addresses, pod_info
 
 
@@ -43,3 +48,36 @@ def test_policies_come_in_a_stable_order():
     pols = [{"metadata": {"namespace": ns, "name": n}, "spec": {}} for ns, n in (("y", "b"), ("x", "z"), ("x", "a"))]
     w = build_world([], [], pols, [])
     assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in w.policies] == [("x", "a"), ("x", "z"), ("y", "b")]
+
+
+def _node(name, ip, cidr):
+    return {"metadata": {"name": name}, "spec": {"podCIDR": cidr},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+
+
+def test_host_network_pods_are_neither_selected_nor_peers():
+    """A hostNetwork pod has its node's IP: NetworkPolicy does not apply to it, and a podSelector
+    never matches it (else the node's own address would be isolated, admitted or denied)."""
+    agent = _pod("agent", "x", "172.31.0.12", "node2", {"app": "web"})
+    agent["spec"]["hostNetwork"] = True
+    web = _pod("web", "x", "10.244.1.2", "node1", {"app": "web"})
+    other = _pod("other", "x", "10.244.2.3", "node2", {"app": "web"})
+    policy = parse_network_policy({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                   "metadata": {"name": "same-app", "namespace": "x"},
+                                   "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                                            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}],
+                                            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}}, "t")
+    nodes = [_node("node1", "172.31.0.11", "10.244.1.0/24"), _node("node2", "172.31.0.12", "10.244.2.0/24")]
+    w = build_world([agent, web, other], [], [policy], nodes)
+    assert pod_info(agent) is None
+    assert [p.name for p in w.pods] == ["other", "web"]
+    web_info = next(p for p in w.pods if p.name == "web")
+    # node2's address (the hostNetwork pod's) is no pod with app=web: denied, both ways
+    assert ingress_allowed(w, "172.31.0.12", web_info, 80, "TCP") is False
+    assert egress_allowed(w, web_info, "172.31.0.12", 80, "TCP") is False
+    assert ingress_allowed(w, "10.244.2.3", web_info, 80, "TCP") is True
+    # node2 enforces for its pods only: "other" is isolated, the node's own address is not
+    on2 = json.dumps(render.render(w, "node2"))
+    assert "10.244.2.3" in on2 and "172.31.0.12" not in on2
+    on1 = json.dumps(render.render(w, "node1"))
+    assert "10.244.2.3" in on1 and "172.31.0.12" not in on1  # the peer set holds pods only

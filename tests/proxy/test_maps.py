@@ -54,6 +54,80 @@ def test_no_endpoints_reject_and_local_policies():
     assert maps.contribution(service(typ="ExternalName"), eps, "n1") == maps.Contribution()
 
 
+def ep(address, node, **conditions):
+    """One endpoint with exactly the conditions given (none: the key is absent)."""
+    return {"addresses": [address], "nodeName": node, **({"conditions": conditions} if conditions else {})}
+
+
+def eps_slices(*endpoints, port_name="http", port=8080):
+    return {"items": [{"ports": [{"name": port_name, "protocol": "TCP", "port": port}], "endpoints": list(endpoints)}]}
+
+
+PORT = {"name": "http", "protocol": "TCP"}
+LIVE = {"ready": True, "serving": True, "terminating": False}
+DRAINING = {"ready": False, "serving": True, "terminating": True}    # being deleted, still Ready
+STOPPING = {"ready": False, "serving": False, "terminating": True}   # being deleted, no longer Ready
+
+
+def test_new_connections_go_to_ready_endpoints_only_while_there_is_one():
+    both = eps_slices(ep("10.244.1.2", "n1", **DRAINING), ep("10.244.2.2", "n2", **LIVE), ep("10.244.3.2", "n3", **STOPPING))
+    assert maps.usable_endpoints(both, PORT, "n1") == ([("10.244.2.2", 8080, "n2")], [("10.244.1.2", 8080, "n1")])
+    # no ready endpoint anywhere: the serving terminating ones (KEP-1669), never the non-serving one
+    draining = eps_slices(ep("10.244.1.2", "n1", **DRAINING), ep("10.244.3.2", "n3", **STOPPING))
+    assert maps.usable_endpoints(draining, PORT, "n2") == ([("10.244.1.2", 8080, "n1")], [])
+    assert maps.ready_endpoints(draining, PORT) == [("10.244.1.2", 8080, "n1")]
+    assert maps.usable_endpoints(eps_slices(ep("10.244.3.2", "n3", **STOPPING)), PORT, "n3") == ([], [])
+    # slices stored before the conditions existed: no conditions, or no ready key, count as ready
+    old = eps_slices(ep("10.244.1.2", "n1"), ep("10.244.2.2", "n2", terminating=False), ep("10.244.1.3", "n1", **DRAINING))
+    assert maps.usable_endpoints(old, PORT, "n1") == ([("10.244.1.2", 8080, "n1"), ("10.244.2.2", 8080, "n2")],
+                                                       [("10.244.1.2", 8080, "n1")])
+
+
+def test_terminating_endpoints_in_contributions():
+    svc = service(typ="NodePort", ports=(("http", 80, 30080),))
+    both = eps_slices(ep("10.244.1.2", "n1", **DRAINING), ep("10.244.2.2", "n2", **LIVE))
+    c = maps.contribution(svc, both, "n1")
+    assert c.targets["default/web/tcp/http"].endpoints == (("10.244.2.2", 8080),)
+    assert c.targets["default/web/tcp/http/ext"].endpoints == (("10.244.2.2", 8080),)
+    draining = eps_slices(ep("10.244.1.2", "n1", **DRAINING))
+    c = maps.contribution(svc, draining, "n2")
+    assert c.targets["default/web/tcp/http"].endpoints == (("10.244.1.2", 8080),) and not c.no_endpoint_ips
+    c = maps.contribution(svc, eps_slices(ep("10.244.1.2", "n1", **STOPPING)), "n1")
+    assert not c.targets and c.no_endpoint_ips == {("10.96.0.10", "tcp", 80): maps.REJECT}
+    # externalTrafficPolicy Local: a node whose only local endpoint is terminating still serves
+    # its NodePort with it (kube-proxy's local fallback), although a ready one exists elsewhere
+    local = service(typ="NodePort", ports=(("http", 80, 30080),), externalTrafficPolicy="Local")
+    c = maps.contribution(local, both, "n1")
+    assert c.targets["default/web/tcp/http/ext"] == maps.Target((("10.244.1.2", 8080),), 0, 0)
+    assert c.targets["default/web/tcp/http"].endpoints == (("10.244.2.2", 8080),)
+
+
+def test_an_endpoint_going_terminating_names_its_udp_flows_only():
+    def udp(svc):
+        for p in svc["spec"]["ports"]:
+            p["protocol"] = "UDP"
+        return svc
+
+    dns = udp(service("dns", ports=(("dns", 53, 0),)))
+    port = {"name": "dns", "protocol": "UDP", "port": 5353}
+
+    def sl(*endpoints):
+        return {"items": [{"ports": [port], "endpoints": list(endpoints)}]}
+
+    def two(first):
+        return ep("10.244.1.2", "n1", **first), ep("10.244.2.2", "n2", **LIVE)
+
+    table = maps.Table("10.244.0.0/16")
+    table.set_service("default/dns", maps.contribution(dns, sl(*two(LIVE)), "n1"))
+    table.set_service("default/dns", maps.contribution(dns, sl(*two(DRAINING)), "n1"))
+    assert table.stale_udp == [("10.96.0.10", 53, "10.244.1.2")]
+    web = service("web")
+    table.set_service("default/web", maps.contribution(web, eps_slices(*two(LIVE)), "n1"))
+    table.set_service("default/web", maps.contribution(web, eps_slices(*two(DRAINING)), "n1"))
+    assert table.targets["default/web/tcp/http"].endpoints == (("10.244.2.2", 8080),)
+    assert table.stale_udp == []  # TCP: established connections to the draining pod go on through conntrack
+
+
 def test_what_is_not_an_address_a_protocol_or_a_port_never_reaches_nft():
     eps = slices(("10.244.1.2", "n1"))
     for bad, words in ((service(cluster_ip=5), "not text"), (service(cluster_ip="10.96.0.10; flush ruleset"), "AddressValueError"),

@@ -77,6 +77,22 @@ def test_traffic_policies_and_affinity():
     assert len(local) == 1 and on1.chains[local[0]][-1][0]["vmap"]["key"]["numgen"]["mod"] == 1
 
 
+def test_a_local_terminating_endpoint_gets_its_chain_when_ready_ones_are_elsewhere():
+    a = pod("a", "10.244.1.2", "node1", "web")
+    a["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"  # still Ready: serving, terminating
+    pods = [a, pod("b", "10.244.2.2", "node2", "web")]
+    s = svc("web", type="NodePort", externalTrafficPolicy="Local")
+    s["spec"]["ports"][0]["nodePort"] = 30080
+    m = model_for([s], pods, node="node1")
+    inside = m.chains[m.maps["service-ips"][("10.96.0.20", "tcp", 80)]]
+    assert inside[-1][0]["vmap"]["key"]["numgen"]["mod"] == 1  # new connections: the ready pod b only
+    (target,) = [t[1]["goto"]["target"] for t in inside[-1][0]["vmap"]["data"]["set"]]
+    assert m.chains[target][-1][-1]["dnat"]["addr"] == "10.244.2.2"
+    local = next(c for c in m.chains if c.startswith("local-"))
+    (target,) = [t[1]["goto"]["target"] for t in m.chains[local][-1][0]["vmap"]["data"]["set"]]
+    assert m.chains[target][-1][-1]["dnat"]["addr"] == "10.244.1.2"  # this node's NodePort: its draining pod
+
+
 def test_diff_is_empty_when_nothing_changed_and_small_when_one_service_changes():
     pods = [pod(f"p{i}", f"10.244.1.{i + 2}", "node1", f"s{i % 50}") for i in range(200)]
     services = [svc(f"s{i}") for i in range(50)]

@@ -195,8 +195,10 @@ def node_address(node: dict) -> str:
 
 
 def endpoints_text(slices: dict) -> str:
+    """The ready endpoints, as `kubectl get endpoints` lists them (terminating ones are not)."""
     addrs = [f"{a}:{sl['ports'][0]['port']}" if sl.get("ports") else a
-             for sl in slices.get("items", []) for ep in sl.get("endpoints", []) for a in ep.get("addresses", [])]
+             for sl in slices.get("items", []) for ep in sl.get("endpoints", [])
+             if (ep.get("conditions") or {}).get("ready") is not False for a in ep.get("addresses", [])]
     return ",".join(addrs) or "<none>"
 
 

@@ -107,6 +107,11 @@ def parse_service(doc: dict, source: str, default_namespace: str = "default") ->
                 raise ValidationError(f"spec.{field_}", "only applies to NodePort and LoadBalancer services", source)
             continue
         out_spec[field_] = value or "Cluster"
+    publish = spec.get("publishNotReadyAddresses", False)
+    if not isinstance(publish, bool):
+        raise ValidationError("spec.publishNotReadyAddresses", f"must be true or false, not {publish!r}", source)
+    if publish:  # (e.g. for a StatefulSet's peers finding each other before they are ready)
+        out_spec["publishNotReadyAddresses"] = True
     return _service(name, namespace, labels, out_spec, doc, source)
 
 

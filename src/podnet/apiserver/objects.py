@@ -163,31 +163,116 @@ def _prepare_pod(store: Store, pod: dict, previous: dict | None) -> dict:
             pod["metadata"]["annotations"] = annotations
         pod["status"] = previous.get("status", {})
         return pod
-    spec["nodeName"] = schedule(store, spec.get("nodeName") or "")
+    spec["nodeName"] = schedule(store, spec.get("nodeName") or "", pod)
     pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True",
                                                          "lastTransitionTime": now()}]}
     return pod
 
 
-def schedule(store: Store, wanted: str) -> str:
+def host_ports(pod: dict, strict: bool = False) -> list[tuple[int, str, str]]:
+    """(port, protocol, field) of every port a pod takes on its node's addresses: each
+    containerPort of a hostNetwork pod (its hostPort is its containerPort), ports[].hostPort of
+    the others (when set: 0 or absent is none). `strict`: a hostPort that is not a port number
+    is a ValidationError (the pod being admitted); otherwise it is ignored (a stored pod)."""
+    spec = pod.get("spec") or {}
+    host_network = spec.get("hostNetwork") is True
+    out: list[tuple[int, str, str]] = []
+    seen: set[tuple[int, str]] = set()
+    for i, c in enumerate(spec.get("containers") or []):
+        for j, p in enumerate((c.get("ports") or []) if isinstance(c, dict) else []):
+            if not isinstance(p, dict):
+                continue
+            key = "containerPort" if host_network else "hostPort"
+            field = f"spec.containers[{i}].ports[{j}].{key}"
+            port = p.get(key)
+            if port in (None, 0) and key == "hostPort":
+                continue
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                if strict:
+                    raise ValidationError(field, f"must be a port number (1-65535), not {port!r}")
+                continue
+            proto = p.get("protocol") or "TCP"
+            if (port, proto) not in seen:
+                seen.add((port, proto))
+                out.append((port, str(proto), field))
+    return out
+
+
+def _ports_in_use(pods: list[dict], skip: tuple[str, str]) -> dict[str, dict[tuple[int, str], tuple[str, bool]]]:
+    """node -> (port, protocol) -> the pod holding it ("ns/name", whether it is hostNetwork),
+    for the pods running or about to, and those still draining (a deleted pod holds its ports
+    until it is gone, as the scheduler counts it); finished ones (Succeeded/Failed) and the pod
+    `skip` (namespace, name) itself are left out."""
+    used: dict[str, dict[tuple[int, str], tuple[str, bool]]] = {}
+    for other in pods:
+        try:
+            meta, spec = other["metadata"], other.get("spec") or {}
+            node = spec.get("nodeName")
+            if (not node or (meta.get("namespace"), meta.get("name")) == skip
+                    or (other.get("status") or {}).get("phase") in ("Succeeded", "Failed")):
+                continue
+            who = (f"{meta['namespace']}/{meta['name']}", spec.get("hostNetwork") is True)
+            for port, proto, _ in host_ports(other):
+                used.setdefault(node, {}).setdefault((port, proto), who)
+        except (KeyError, TypeError, AttributeError):
+            continue  # a malformed stored pod: it runs nowhere we could know of
+    return used
+
+
+def schedule(store: Store, wanted: str, pod: dict | None = None) -> str:
     """The node a new pod runs on: the one it names (which must exist), else the Ready node
-    with the fewest pods (by name on a tie, so a lab is predictable)."""
+    with the fewest pods (by name on a tie, so a lab is predictable). A pod taking host ports
+    (hostNetwork, or ports[].hostPort) goes only where those ports are free, as the scheduler's
+    NodePorts filter has it: on a node it names, a port taken there is refused."""
     nodes, _ = list_objects(store, kinds.BY_KIND["Node"])
     names = sorted(n["metadata"]["name"] for n in nodes)
+    wanted_ports = host_ports(pod, strict=True) if pod is not None else []
+    me = ((pod or {}).get("metadata", {}).get("namespace"), (pod or {}).get("metadata", {}).get("name"))
     if wanted:
         if wanted not in names:
             raise ValidationError("spec.nodeName", f"{wanted!r} is not a node of this cluster"
                                                    f" (nodes: {', '.join(names) or 'none yet'})")
+        if wanted_ports:
+            used = _ports_in_use(list_objects(store, kinds.BY_KIND["Pod"])[0], me).get(wanted, {})
+            for port, proto, field in wanted_ports:
+                if (port, proto) in used:
+                    holder, host_network = used[(port, proto)]
+                    raise ValidationError(field, f"port {port}/{proto} is already used on node {wanted} by "
+                                                 f"{'hostNetwork pod' if host_network else 'pod'} {holder}")
         return wanted
     ready = [n["metadata"]["name"] for n in nodes if kinds.node_ready(n)] or names
     if not ready:
         raise ValidationError("spec.nodeName", "no node to run the pod on yet (is the cluster up?)")
     counts = {n: 0 for n in ready}
-    for pod in list_objects(store, kinds.BY_KIND["Pod"])[0]:
-        node = pod.get("spec", {}).get("nodeName")
+    pods = list_objects(store, kinds.BY_KIND["Pod"])[0]
+    for other in pods:
+        node = other.get("spec", {}).get("nodeName")
         if node in counts:
             counts[node] += 1
-    return min(ready, key=lambda n: (counts[n], n))
+    free = ready
+    if wanted_ports:
+        used = _ports_in_use(pods, me)
+        taken = {n: next(((port, proto, field) for port, proto, field in wanted_ports if (port, proto) in used.get(n, {})),
+                         None) for n in ready}
+        free = [n for n in ready if taken[n] is None]
+        if not free:
+            raise _no_free_node(wanted_ports, taken, used)
+    return min(free, key=lambda n: (counts[n], n))
+
+
+def _no_free_node(wanted: list[tuple[int, str, str]], taken: dict[str, tuple[int, str, str]],
+                  used: dict[str, dict[tuple[int, str], tuple[str, bool]]]) -> ValidationError:
+    """Why no node can take the pod: on each node, the first of its host ports taken there, and by whom."""
+    blocking = [w for w in wanted if w in taken.values()]
+    port, proto, field = blocking[0]
+    field = field.rpartition(".")[0]  # spec.containers[i].ports[j]
+    who = {n: used[n][(t[0], t[1])][0] for n, t in taken.items()}
+    if len(blocking) == 1:
+        where = ", ".join(f"on {n} by {who[n]}" for n in sorted(taken))
+        return ValidationError(field, f"no node has port {port}/{proto} free: it is taken {where}")
+    listed = ", ".join(f"{p}/{pr}" for p, pr, _ in blocking)
+    where = ", ".join(f"{t[0]}/{t[1]} on {n} by {who[n]}" for n, t in sorted(taken.items()))
+    return ValidationError(field, f"no node has all of ports {listed} free: taken are {where}")
 
 
 def update(store: Store, kind: kinds.Kind, namespace: str, name: str, change) -> dict:

@@ -116,10 +116,13 @@ def _service_records(svc: dict, slices: dict[tuple[str, str], dict], zone: str) 
         for p in named:
             out.append(RR(f"_{p['name']}._{p['protocol'].lower()}.{fqdn}", "SRV", (0, 100, int(p["port"]), fqdn)))
         return names, out
-    # headless: the ready endpoints themselves
+    # headless: the ready endpoints themselves; a terminating one (ready False, even while
+    # still serving) is gone from DNS. ready absent or null (unknown) counts as ready, as in
+    # CoreDNS: a slice stored before the conditions existed still resolves.
     for sl in (slices.get((ns, name)) or {}).get("items", []):
         for ep in sl.get("endpoints", []):
-            if not ep.get("conditions", {}).get("ready", True):
+            ready = (ep.get("conditions") or {}).get("ready")
+            if ready is not None and not ready:
                 continue
             for addr in ep.get("addresses", []):
                 addr = str(ipaddress.IPv4Address(addr))

@@ -24,7 +24,12 @@ def namespace_key(name: str) -> str:
 
 
 def pod_info(pod: dict) -> PodInfo | None:
-    """A stored Pod as the policy code sees it; None while it has no IP."""
+    """A stored Pod as the policy code sees it; None while it has no IP, and for a pod with
+    spec.hostNetwork: NetworkPolicy does not apply to those (no podSelector selects them, and
+    their IP is their node's: counted as a pod it would isolate, admit or deny the node itself).
+    Their traffic is the node's: allowed to the node's own pods, an ipBlock peer elsewhere."""
+    if (pod.get("spec") or {}).get("hostNetwork") is True:
+        return None
     ip = pod.get("status", {}).get("podIP")
     if not ip:
         return None

@@ -1,5 +1,13 @@
 """EndpointSlices from Services and Pods (what kube-controller-manager's controller computes).
 
+Each endpoint carries the three conditions of discovery.k8s.io/v1 (Kubernetes >= 1.26):
+`serving` is the pod's Ready condition as the kubelet last reported it, `terminating` is set
+once the pod has a deletionTimestamp, and `ready` is serving and not terminating (always True
+when the Service has publishNotReadyAddresses). A pod is listed when it has an IP, is not
+finished (Succeeded/Failed) and is ready or terminating; kube-proxy sends new connections to
+ready endpoints and, when a service has none, to the serving terminating ones
+(podnet.proxy.maps.usable_endpoints).
+
 Deterministic: the same inputs give the same JSON, so several agents computing it at once
 converge (the first write wins, the others find nothing to change).
 """
@@ -10,9 +18,8 @@ import json
 
 from ..api import stored
 from ..api.keys import ENDPOINT_SLICES
-from ..api.pod import is_ready
 
-
+TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def selects(selector: dict, labels: dict) -> bool:
@@ -37,8 +44,32 @@ def _usable(pod: object) -> bool:
         return False
 
 
+def ready_condition(pod: dict) -> bool:
+    """The pod's Ready condition is True, as last reported, whether or not the pod is being
+    deleted (api.pod.is_ready says False for a pod being deleted; an endpoint's `serving` is this)."""
+    status = pod.get("status") or {}
+    return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
 def pod_ready(pod: dict) -> bool:
-    return is_ready(pod)
+    """Ready to take new connections: Ready, with an IP, not being deleted."""
+    return bool((pod.get("status") or {}).get("podIP")) and ready_condition(pod) \
+        and not (pod.get("metadata") or {}).get("deletionTimestamp")
+
+
+def endpoint_conditions(pod: dict, publish_not_ready: bool = False) -> dict | None:
+    """{ready, serving, terminating} as the EndpointSlice controller writes them for one pod,
+    or None when the pod is not listed: finished (Succeeded/Failed), or neither Ready nor
+    terminating (unless the service publishes not-ready addresses, which lists every pod with
+    ready True, as Kubernetes does)."""
+    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    serving = ready_condition(pod)
+    terminating = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if not (serving or terminating or publish_not_ready):
+        return None
+    return {"ready": bool(publish_not_ready) or (serving and not terminating), "serving": serving, "terminating": terminating}
 
 
 def resolve_port(pod: dict, target, protocol: str) -> int | None:
@@ -59,18 +90,20 @@ def compute(svc: dict, pods: list[dict]) -> dict | None:
     if spec["type"] == "ExternalName" or not spec.get("selector"):
         return None
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+    publish_not_ready = spec.get("publishNotReadyAddresses") is True
     groups: dict[tuple, list[dict]] = {}
     for pod in sorted((p for p in pods if _usable(p)), key=lambda p: p["status"]["podIP"]):
         if pod["metadata"]["namespace"] != ns or not selects(spec["selector"], pod["metadata"].get("labels") or {}):
             continue
-        if not pod_ready(pod):
+        conditions = endpoint_conditions(pod, publish_not_ready)
+        if conditions is None:
             continue
         ports = []
         for sp in spec.get("ports", []):
             resolved = resolve_port(pod, sp["targetPort"], sp["protocol"])
             if resolved is not None:
                 ports.append((sp["name"], resolved, sp["protocol"]))
-        endpoint = {"addresses": [pod["status"]["podIP"]], "conditions": {"ready": True},
+        endpoint = {"addresses": [pod["status"]["podIP"]], "conditions": conditions,
                     "nodeName": pod["spec"].get("nodeName") or "",
                     "targetRef": {"kind": "Pod", "namespace": ns, "name": pod["metadata"]["name"]}}
         hostname = pod["spec"].get("hostname")

@@ -69,18 +69,40 @@ class Contribution:
     targets: dict[str, Target] = field(default_factory=dict)
 
 
-def ready_endpoints(slices: dict, port: dict) -> list[tuple[str, int, str]]:
-    """(address, target port, node) of the ready endpoints serving one service port."""
-    out = set()
+def conditions(ep: dict) -> tuple[bool, bool, bool]:
+    """(ready, serving, terminating) of one endpoint as kube-proxy reads them: ready or serving
+    absent (or null: unknown) count as True, as for slices stored before these conditions
+    existed; terminating absent counts as False."""
+    c = ep.get("conditions") or {}
+    ready, serving = c.get("ready"), c.get("serving")
+    return ready is None or bool(ready), serving is None or bool(serving), bool(c.get("terminating"))
+
+
+def usable_endpoints(slices: dict, port: dict, node: str) -> tuple[list[tuple[str, int, str]], list[tuple[str, int, str]]]:
+    """(cluster, local): the (address, target port, node) endpoints new connections to one
+    service port go to, as kube-proxy chooses them (its CategorizeEndpoints, KEP-1669):
+    cluster-wide the ready endpoints, or when there is none, the serving terminating ones;
+    on `node` (traffic policy Local) the local ready ones, or when there is none, the local
+    serving terminating ones. Connections already made keep their endpoint through conntrack."""
+    ready, draining = set(), set()
     for sl in slices.get("items", []):
         target = next((p["port"] for p in sl.get("ports", [])
                        if p.get("name", "") == port["name"] and p["protocol"] == port["protocol"]), None)
         if target is None:
             continue
         for ep in sl.get("endpoints", []):
-            if ep.get("conditions", {}).get("ready", True):
-                out.update((ip, target, ep.get("nodeName", "")) for ip in ep.get("addresses", []))
-    return sorted(out)
+            is_ready, serving, terminating = conditions(ep)
+            into = ready if is_ready else draining if serving and terminating else None
+            if into is not None:
+                into.update((ip, target, ep.get("nodeName", "")) for ip in ep.get("addresses", []))
+    local = [e for e in ready if e[2] == node] or [e for e in draining if e[2] == node]
+    return sorted(ready or draining), sorted(local)
+
+
+def ready_endpoints(slices: dict, port: dict) -> list[tuple[str, int, str]]:
+    """(address, target port, node) of the endpoints new connections to one service port go
+    to: the ready ones, or the serving terminating ones when none is ready."""
+    return usable_endpoints(slices, port, "")[0]
 
 
 def contribution(svc: dict, slices: dict | None, node: str) -> Contribution:
@@ -98,8 +120,7 @@ def contribution(svc: dict, slices: dict | None, node: str) -> Contribution:
     for sp in spec["ports"]:
         proto = sp["protocol"].lower()
         ident = f"{ns}/{name}/{proto}/{sp['name'] or sp['port']}"
-        endpoints = ready_endpoints(slices or {"items": []}, sp)
-        local = [e for e in endpoints if e[2] == node]
+        endpoints, local = usable_endpoints(slices or {"items": []}, sp, node)
         cluster_key = (spec["clusterIP"], proto, sp["port"])
         lb_keys = [(ip, proto, sp["port"]) for ip in lb_ips]
         node_key = (proto, sp["nodePort"]) if sp.get("nodePort") else None

@@ -20,7 +20,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
-from .maps import ready_endpoints
+from .maps import usable_endpoints
 
 TABLE = "podnet_proxy"
 FAMILY = "ip"
@@ -129,8 +129,7 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
         for sp in spec["ports"]:
             proto = sp["protocol"].lower()
             ident = f"{ns}/{name}/{proto}/{sp['name'] or sp['port']}"
-            endpoints = ready_endpoints(lists, sp)
-            local_eps = [e for e in endpoints if e[2] == node]
+            endpoints, local_eps = usable_endpoints(lists, sp, node)
             internal = local_eps if spec.get("internalTrafficPolicy") == "Local" else endpoints
             external = local_eps if spec.get("externalTrafficPolicy") == "Local" else endpoints
             keys_internal = [(spec["clusterIP"], proto, sp["port"])]
@@ -145,7 +144,7 @@ def render(services: list[dict], slices: dict[tuple[str, str], dict], node: str,
                     m.maps["no-endpoint-nodeports"][node_key] = "reject-chain"
                 continue
             ep_chains = {}
-            for ip, port, _node in endpoints:
+            for ip, port, _node in sorted(set(endpoints) | set(local_eps)):  # local: may be terminating ones
                 ep = _chain_name("ep", f"{ident}/{ip}:{port}")
                 ep_chains[(ip, port)] = ep
                 rules = [[_match(_payload("ip", "saddr"), ip), _MARK]]
