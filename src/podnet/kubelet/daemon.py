@@ -1,7 +1,9 @@
 """`podnet kubelet`: one per node. It watches the Pods bound to its node and makes them real:
-a sandbox through CNI, the container under a supervisor, and the pod's status written back
-(phase, podIP, conditions with Ready, containerStatuses). A pod marked for deletion is stopped
-(SIGTERM, then SIGKILL after its grace period), detached and removed from the store.
+a sandbox (network namespace through CNI, or the node's for hostNetwork; hostname; /etc/hosts
+and resolv.conf), the pod's runner inside it (init containers, then every container with its
+probes and hooks), and the pod's status written back (phase, podIP, conditions with Ready,
+initContainerStatuses, containerStatuses). A pod marked for deletion drains in a thread of its
+own (preStop, SIGTERM, SIGKILL after its grace period), is detached and removed from the store.
 
 What it runs is recorded under its root directory (one JSON file per pod), so a restarted
 kubelet adopts the pods it already runs instead of making them again, and tears down those

@@ -142,7 +142,7 @@ class Container:
                 self.save()
                 self._start_probes(t0)
                 if self.post_start:
-                    ok_hook, message = run_hook(self.post_start, self.env, min(HOOK_LIMIT, self.grace or HOOK_LIMIT))
+                    ok_hook, message = run_exec(self.post_start, self.env, min(HOOK_LIMIT, self.grace or HOOK_LIMIT))
                     if not ok_hook:
                         self.kill(f"PostStartHook failed: {message}")
                 code, message = self._wait()
@@ -200,7 +200,7 @@ class Container:
                     grace = self.probe_grace() or self.grace
                     deadline = time.monotonic() + grace
                 if self.pre_stop:
-                    run_hook(self.pre_stop, self.env, max(0.0, deadline - time.monotonic()))
+                    run_exec(self.pre_stop, self.env, max(0.0, deadline - time.monotonic()))
                 try:
                     self.child.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
@@ -268,17 +268,19 @@ class Container:
             over.wait(period)
 
 
-def run_hook(argv: list[str], env: dict[str, str], limit: float) -> tuple[bool, str]:
-    """Run a lifecycle hook (exec) to completion or `limit` seconds; (succeeded, why not)."""
-    if limit <= 0:
+def run_exec(command: list[str], env: dict[str, str], timeout: float) -> tuple[bool, str]:
+    """Run a command (an exec probe, a lifecycle hook) to completion within `timeout` seconds;
+    (it exited 0, why not)."""
+    if timeout <= 0:
         return False, "no time left in the grace period"
     try:
-        r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=limit)
+        r = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False, f"{argv[0]} did not finish within {limit:g} s"
+        return False, f"command timed out after {timeout:g}s"
     except OSError as e:
-        return False, f'exec: "{argv[0]}": {e.strerror}'
-    if r.returncode != 0:
-        return False, f"exit code {r.returncode}: {r.stdout[-200:].decode(errors='replace').strip()}"
-    return True, ""
+        return False, f'exec: "{command[0]}": {e.strerror}'
+    if r.returncode == 0:
+        return True, ""
+    output = r.stdout[-200:].decode(errors="replace").strip()
+    return False, f"command {' '.join(command)!r} exited with {r.returncode}" + (f": {output}" if output else "")

@@ -7,14 +7,15 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import subprocess
+
+from .container import run_exec
 
 USER_AGENT = "kube-probe/podnet"
 
 
 def run(probe: dict, pod_ip: str, env: dict[str, str]) -> tuple[bool, str]:
     timeout = float(probe.get("timeoutSeconds", 1))
-    if "exec" in probe:
+    if "exec" in probe:  # success: the command exits 0 within the timeout
         return run_exec(probe["exec"]["command"], env, timeout)
     if "tcpSocket" in probe:
         tcp = probe["tcpSocket"]
@@ -25,21 +26,6 @@ def run(probe: dict, pod_ip: str, env: dict[str, str]) -> tuple[bool, str]:
         return run_http(get.get("scheme", "HTTP"), get.get("host") or pod_ip, int(get["port"]), get.get("path", "/"),
                         headers, timeout)
     return False, "the probe has no handler"
-
-
-def run_exec(command: list[str], env: dict[str, str], timeout: float) -> tuple[bool, str]:
-    """Success: the command exits 0 within the timeout."""
-    try:
-        r = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False, f"command timed out after {timeout:g}s"
-    except OSError as e:
-        return False, f'exec: "{command[0]}": {e.strerror}'
-    if r.returncode == 0:
-        return True, ""
-    output = r.stdout[-200:].decode(errors="replace").strip()
-    return False, f"command {' '.join(command)!r} exited with {r.returncode}" + (f": {output}" if output else "")
 
 
 def run_tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
