@@ -17,6 +17,9 @@ NAMESPACES = "/podnet/namespaces/"
 NETWORK_POLICIES = "/podnet/networkpolicies/"
 IPPOOLS = "/podnet/ippools/"           # <name>: IPPool (routed mode: where pod addresses come from)
 BGP_CONFIGURATIONS = "/podnet/bgpconfigurations/"  # default: AS number, mesh or route reflectors
+SECRETS = "/podnet/secrets/"                 # <namespace>/<name>: Secret (data base64, as the API has it)
+INGRESSES = "/podnet/ingresses/"             # <namespace>/<name>: Ingress (status written by the controller)
+INGRESS_CLASSES = "/podnet/ingressclasses/"  # <name>: IngressClass (cluster-scoped)
 
 # IPAM of the routed mode (Calico's model, podnet.ipam.blocks)
 IPAM_BLOCKS = "/podnet/ipam/blocks/"          # <a.b.c.d>-<len>: a block, its owner (affinity) and allocations

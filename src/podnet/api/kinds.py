@@ -13,9 +13,11 @@ from typing import Callable
 
 from . import keys
 from .deployment import parse_deployment
+from .ingress import parse_ingress, parse_ingress_class
 from .ippool import parse_bgp_configuration, parse_ippool
 from .networkpolicy import parse_namespace, parse_network_policy
 from .pod import parse_pod
+from .secret import parse_secret
 from .service import parse_service
 
 Row = Callable[[dict], str]
@@ -202,12 +204,60 @@ def endpoints_text(slices: dict) -> str:
     return ",".join(addrs) or "<none>"
 
 
+def ingress_class_name(ing: dict) -> str:
+    return (ing.get("spec") or {}).get("ingressClassName") or "<none>"
+
+
+def ingress_hosts(ing: dict, most: int = 3) -> str:
+    """The rules' hosts as kubectl's formatHosts lists them: `*` when no rule names one; when a
+    rule follows the third host, `a,b,c + N more...` (N: the rules beyond the first three)."""
+    rules = (ing.get("spec") or {}).get("rules") or []
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        more = more or len(hosts) == most
+        if not more and rule.get("host"):
+            hosts.append(rule["host"])
+    if not hosts:
+        return "*"
+    return ",".join(hosts) + (f" + {len(rules) - most} more..." if more else "")
+
+
+def load_balancer_text(obj: dict) -> str:
+    """status.loadBalancer.ingress as kubectl's ADDRESS: IPs (or hostnames), comma-joined; '' when none."""
+    entries = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return ",".join(filter(None, (e.get("ip") or e.get("hostname") for e in entries)))
+
+
+def ingress_ports(ing: dict) -> str:
+    return "80, 443" if (ing.get("spec") or {}).get("tls") else "80"
+
+
+def ingress_problems(ing: dict) -> str:
+    """What the Ingress controller found wrong (it records it in status.podnet), else <none>."""
+    recorded = ((ing.get("status") or {}).get("podnet") or {}).get("problems") or []
+    return "; ".join(str(p) for p in recorded) or "<none>"
+
+
+def ingress_class_parameters(cls: dict) -> str:
+    """`Kind.apiGroup/name` of spec.parameters, as kubectl prints it; <none> when absent."""
+    params = (cls.get("spec") or {}).get("parameters")
+    if not params:
+        return "<none>"
+    group = f".{params['apiGroup']}" if params.get("apiGroup") else ""
+    return f"{params.get('kind', '')}{group}/{params.get('name', '')}"
+
+
 def _pod(doc: dict, source: str, namespace: str) -> dict:
     return parse_pod(doc, source, namespace).to_object()
 
 
 def _namespace(doc: dict, source: str, _default: str) -> dict:
     return parse_namespace(doc, source)
+
+
+def _ingress_class(doc: dict, source: str, _default: str) -> dict:
+    return parse_ingress_class(doc, source)
 
 
 NAME = Column("NAME", lambda o: o["metadata"]["name"])
@@ -227,6 +277,18 @@ KINDS: tuple[Kind, ...] = (
          keys.NETWORK_POLICIES, parse=parse_network_policy, rank=1, group="networking.k8s.io",
          columns=(NAME, Column("POD-SELECTOR", lambda o: selector_text(o["spec"]["podSelector"])), AGE),
          wide=(Column("POLICY-TYPES", lambda o: ",".join(o["spec"]["policyTypes"])),), labels_column=False),
+    Kind("Secret", "v1", "secrets", ("secret", "secrets"), keys.SECRETS, parse=parse_secret, rank=1,
+         columns=(NAME, Column("TYPE", lambda o: o.get("type", "Opaque")),
+                  Column("DATA", lambda o: str(len(o.get("data") or {}))), AGE), labels_column=False),
+    Kind("IngressClass", "networking.k8s.io/v1", "ingressclasses", ("ingressclass", "ingressclasses"), keys.INGRESS_CLASSES,
+         namespaced=False, parse=_ingress_class, rank=1, group="networking.k8s.io",
+         columns=(NAME, Column("CONTROLLER", lambda o: o["spec"]["controller"]),
+                  Column("PARAMETERS", ingress_class_parameters), AGE), labels_column=False),
+    Kind("Ingress", "networking.k8s.io/v1", "ingresses", ("ingress", "ingresses", "ing"), keys.INGRESSES,
+         parse=parse_ingress, rank=2, group="networking.k8s.io",
+         columns=(NAME, Column("CLASS", ingress_class_name), Column("HOSTS", ingress_hosts),
+                  Column("ADDRESS", load_balancer_text), Column("PORTS", ingress_ports), AGE),
+         wide=(Column("PROBLEMS", ingress_problems),), labels_column=False),
     Kind("Deployment", "apps/v1", "deployments", ("deployment", "deployments", "deploy"), keys.DEPLOYMENTS,
          parse=parse_deployment, rank=2, group="apps",
          columns=(NAME, Column("READY", lambda o: f"{o.get('status', {}).get('readyReplicas', 0)}/{o['spec']['replicas']}"),

@@ -102,6 +102,8 @@ def _prepare(store: Store, kind: kinds.Kind, obj: dict, previous: dict | None) -
         obj = allocate(store, obj, previous)
     elif kind.kind == "Deployment":
         obj["status"] = (previous or {}).get("status", {})
+    elif kind.kind == "Ingress" and previous is not None:
+        obj["status"] = previous.get("status", obj.get("status"))  # written by the Ingress controller
         meta["generation"] = old_meta.get("generation", 0) + (previous is None or previous["spec"] != obj["spec"])
     elif kind.kind == "Pod":
         obj = _prepare_pod(store, obj, previous)
