@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv bird2
+APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv bird2 nginx
 BENCH_PACKAGES := dnsperf
 
 .PHONY: all deps venv test unit fuzz demo bench clean
@@ -53,6 +53,7 @@ bench: deps venv
 	$(PY) bench/proxy_latency.py
 	$(PY) bench/policy.py
 	$(PY) bench/antispoof.py
+	$(PY) bench/ingress.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -27,9 +27,10 @@ ALLOWED = {
     "apiserver": {"api", "store"},
     "kubelet": {"api", "store", "cni", "plugins", "kernel", "runtime"},
     "controllers": {"api", "store", "proxy", "apiserver"},
+    "ingress": {"api", "store"},
     "agent": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "ipam"},
     "lab": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "apiserver", "agent", "dns", "ipam",
-            "kubelet", "controllers"},
+            "kubelet", "controllers", "ingress"},
 }
 
 

@@ -48,14 +48,18 @@ def lab() -> None:
               help="bgp: the default IP pool's range, inside the cluster network 10.244.0.0/16 (default: all of it).")
 @click.option("--block-size", default=0, type=click.IntRange(0, 32), metavar="N",
               help="bgp: the default IP pool's block size, 20 to 32 (default 26: 64 addresses per block).")
+@click.option("--ingress", is_flag=True,
+              help="Also run an Ingress controller (a real nginx, as ingress-nginx) behind a LoadBalancer Service, "
+                   "with IngressClass nginx as the default class.")
 def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, route_reflectors: int, pool_cidr: str,
-           block_size: int) -> None:
+           block_size: int, ingress: bool) -> None:
     """Create the lab: underlay, nodes, agents, kubelets, controller manager, store, cluster DNS;
     wait until every node is ready (holds a subnet, or in bgp mode runs BIRD).
 
     \b
     Examples:
       podnet lab up --nodes 3                                  flannel-style VXLAN
+      podnet lab up --nodes 2 --ingress                        and an nginx Ingress controller
       podnet lab up --nodes 4 --backend bgp --subnets 2        Calico-style: BGP, VXLAN across segments
       podnet lab up --nodes 6 --backend bgp --route-reflectors 2
       podnet lab up --nodes 2 --backend bgp --pool-cidr 10.244.0.0/28 --block-size 30   (blocks run out: borrowing)"""
@@ -64,7 +68,8 @@ def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, r
                + (f", {route_reflectors} route reflectors" if route_reflectors else ""))
     try:
         state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets,
-                            route_reflectors=route_reflectors, pool_cidr=pool_cidr, block_size=block_size)
+                            route_reflectors=route_reflectors, pool_cidr=pool_cidr, block_size=block_size,
+                            ingress=ingress)
     except LabError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")

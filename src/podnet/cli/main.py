@@ -12,6 +12,7 @@ from .controllers import controller_manager
 from .kubelet import kubelet
 from .cni import cni
 from .dns import dns
+from .ingress import ingress_controller
 from .lab import lab
 from .probe import probe
 from .resources import apply, delete, exec_, get, label, logs, scale, wait
@@ -41,6 +42,7 @@ cli.add_command(kubelet)
 cli.add_command(controller_manager)
 cli.add_command(lab)
 cli.add_command(dns)
+cli.add_command(ingress_controller)
 cli.add_command(node)
 cli.add_command(ipam)
 for command in (apply, delete, get, exec_, logs, scale, label, wait, probe):

@@ -92,7 +92,8 @@ def _parse_all(files: tuple[str, ...], namespace: str) -> list[tuple[kinds.Kind,
 @click.option("-f", "--filename", "files", multiple=True, required=True, help="Manifest file (YAML or JSON; '-' for stdin).")
 @click.option("-n", "--namespace", default="default", show_default=True)
 def apply(files: tuple[str, ...], namespace: str) -> None:
-    """Create or update objects (Pod, Service, Deployment, NetworkPolicy, Namespace). All
+    """Create or update objects (Pod, Service, Deployment, NetworkPolicy, Namespace, Ingress,
+    IngressClass, Secret; Calico's IPPool and BGPConfiguration). All
     documents are checked first: one bad document means nothing is applied. Namespaces come
     first, then services and policies, then deployments and pods: pods see the services in their
     environment, and start already isolated by the policies that select them.
@@ -332,9 +333,10 @@ def _selector_matches(selector: str, labels: dict) -> bool:
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
 def get(kind_word: str, names: tuple[str, ...], namespace: str, all_namespaces: bool, output: str | None, selector: str,
         show_labels: bool) -> None:
-    """List objects of one kind: nodes, pods, services, endpoints, deployments, networkpolicies
-    or namespaces (and their short names: no, po, svc, ep, deploy, netpol, ns). `-o wide`,
-    `-o json|yaml|name`, `-l`, `--show-labels`, `-A` as in kubectl."""
+    """List objects of one kind: nodes, pods, services, endpoints, deployments, networkpolicies,
+    namespaces, ingresses, ingressclasses, secrets, ippools, bgpconfigurations (and short names:
+    no, po, svc, ep, deploy, netpol, ns, ing). `-o wide`, `-o json|yaml|name`, `-l`,
+    `--show-labels`, `-A` as in kubectl."""
     kind = _kind(kind_word)
     with lab_store() as (state, store):
         items = _select(_items(store, kind, namespace, all_namespaces), names, kind)

@@ -50,7 +50,7 @@ def cluster_config(backend: str) -> str:
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
        ttl: int = DEFAULT_TTL, subnets: int = 1, route_reflectors: int = 0, pool_cidr: str = "",
-       block_size: int = 0) -> LabState:
+       block_size: int = 0, ingress: bool = False) -> LabState:
     from ..agent import backends
 
     if not 1 <= nodes <= 200:
@@ -123,6 +123,10 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         route_lb_pool(state)
         progress(f"LoadBalancer pool {LB_POOL}: the underlay spreads it over the nodes")
         start_dns(state, progress)
+        if ingress:
+            from . import ingress as ingress_mod
+
+            ingress_mod.start(state, progress)
         return state
     except BaseException:
         down(name, directory, _quiet)
@@ -452,7 +456,7 @@ def down(name: str, directory: str, progress: Progress = _quiet) -> list[str]:
 LAB_FILES = ("lab.json", "lab.json.tmp", "store.db", "store.db-wal", "store.db-shm", "dnsmasq.state.json",
              "dnsmasq.state.json.tmp", "dnsmasq.log", "controller-manager.state.json", "controller-manager.state.json.tmp",
              "controller-manager.log")
-LAB_DIRS = ("nodes", "pods", "etcd")
+LAB_DIRS = ("nodes", "pods", "etcd", "ingress")
 
 
 def remove_state(directory: str) -> None:
