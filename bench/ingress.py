@@ -23,36 +23,22 @@ import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from podnet.kernel import netns as kns  # noqa: E402
 from podnet.lab import ingress as ingress_mod  # noqa: E402
 from podnet.lab import topology  # noqa: E402
+from cli_apply import apply, podnet  # noqa: E402
 
-PODNET = [sys.executable, "-m", "podnet.cli.main"]
 BACKEND = ("d=$(mktemp -d); printf '%s' \"events {} http { access_log off; server { listen 8080; "
            "location / { return 200 \\\"$POD_NAME\\n\\\"; } } }\" > $d/nginx.conf; "
            "exec nginx -p $d -c $d/nginx.conf -g \"daemon off; pid $d/nginx.pid; error_log stderr;\"")
-
-
-def podnet(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODNET, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def apply(directory: str, objs: list[dict]) -> None:
-    path = os.path.join(directory, f"objs-{uuid.uuid4().hex[:6]}.json")
-    with open(path, "w") as f:
-        json.dump({"apiVersion": "v1", "kind": "List", "items": objs}, f)
-    r = podnet("apply", "-f", path)
-    os.unlink(path)
-    if r.returncode:
-        raise RuntimeError(f"podnet apply: {r.stderr.strip()[-300:]}")
 
 
 def ingress(name: str, host: str) -> dict:

@@ -8,7 +8,6 @@ The reference is the same measurement at 10 services: the goal is a ratio <= 1.5
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -19,30 +18,17 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from podnet.lab import topology  # noqa: E402
 from podnet.lab.state import LabState  # noqa: E402
 from podnet.runtime.supervisor import read_state  # noqa: E402
+from cli_apply import PODNET, apply, podnet  # noqa: E402
 
-PODNET = [sys.executable, "-m", "podnet.cli.main"]
 WAITER = ("import socket,sys,time\nip=sys.argv[1];end=time.time()+float(sys.argv[2])\n"
           "while time.time()<end:\n s=socket.socket();s.settimeout(0.05)\n"
           " try:\n  s.connect((ip,80));print(time.time());sys.exit(0)\n except OSError: time.sleep(0.002)\n finally: s.close()\n"
           "sys.exit(1)")
-
-
-def podnet(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODNET, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def apply(directory: str, objs: list[dict]) -> None:
-    path = os.path.join(directory, f"objs-{uuid.uuid4().hex[:6]}.json")
-    with open(path, "w") as f:
-        json.dump({"apiVersion": "v1", "kind": "List", "items": objs}, f)
-    r = podnet("apply", "-f", path)
-    os.unlink(path)
-    if r.returncode:
-        raise RuntimeError(f"podnet apply: {r.stderr.strip()[-300:]}")
 
 
 def service(name: str, ip: str) -> dict:

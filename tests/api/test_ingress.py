@@ -14,6 +14,7 @@ from podnet.api import keys, kinds
 from podnet.api.errors import ValidationError
 from podnet.api.ingress import (class_of, default_class, host_problem, parse_ingress,
                                 parse_ingress_class)
+from tests.api.edits import edited
 
 
 def backend(name: str = "web", number: int | None = 80, port_name: str | None = None) -> dict:
@@ -35,16 +36,7 @@ GOOD = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
 
 def changed(*edits) -> dict:
     """GOOD with (path tuple, value) edits; value KeyError deletes the key."""
-    doc = copy.deepcopy(GOOD)
-    for path, value in edits:
-        target = doc
-        for k in path[:-1]:
-            target = target[k]
-        if value is KeyError:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-    return doc
+    return edited(GOOD, *edits)
 
 
 PATH0 = ("spec", "rules", 0, "http", "paths", 0)

@@ -4,7 +4,6 @@ with OpenSSL (a PEM certificate and the key that matches it), each error naming 
 from __future__ import annotations
 
 import base64
-import copy
 import os
 import shutil
 import stat
@@ -16,6 +15,7 @@ import pytest
 from podnet.api import kinds, secret
 from podnet.api.errors import ValidationError
 from podnet.api.secret import parse_secret, tls_pair
+from tests.api.edits import edited
 
 
 def b64(text: str | bytes) -> str:
@@ -29,16 +29,7 @@ GOOD = {"apiVersion": "v1", "kind": "Secret",
 
 def changed(*edits) -> dict:
     """GOOD with (path tuple, value) edits; value KeyError deletes the key."""
-    doc = copy.deepcopy(GOOD)
-    for path, value in edits:
-        target = doc
-        for k in path[:-1]:
-            target = target[k]
-        if value is KeyError:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-    return doc
+    return edited(GOOD, *edits)
 
 
 def test_stored_shape_merges_string_data_and_drops_it():
