@@ -140,10 +140,11 @@ def _http_settings(out: _Out, model: Model, temp_dir: str, access_log: str) -> N
     out.line("proxy_set_header X-Request-ID $request_id;")
     out.line("proxy_set_header Upgrade $http_upgrade;")
     out.line("proxy_set_header Connection $connection_upgrade;")
-    out.comment("a pod that just went away is retried on another instead of surfacing as a 5xx")
+    out.comment("a pod that just went away is retried on another instead of surfacing as a 5xx: refused at once")
+    out.comment("while its process is gone, unanswered (no neighbour) once its address is; every pod is tried")
     out.line("proxy_next_upstream error timeout http_502 http_503;")
-    out.line("proxy_next_upstream_tries 3;")
-    out.line("proxy_connect_timeout 2s;")
+    out.line("proxy_next_upstream_tries 0;")
+    out.line("proxy_connect_timeout 1s;")
 
 
 def _bucket_size(model: Model) -> int:
