@@ -28,9 +28,11 @@ ALLOWED = {
     "kubelet": {"api", "store", "cni", "plugins", "kernel", "runtime"},
     "controllers": {"api", "store", "proxy", "apiserver"},
     "ingress": {"api", "store"},
+    "trace": {"api", "policy", "proxy"},
     "agent": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "ipam"},
     "lab": {"api", "store", "cni", "plugins", "kernel", "policy", "proxy", "runtime", "apiserver", "agent", "dns", "ipam",
             "kubelet", "controllers", "ingress"},
+    "topo": {"api", "store", "policy"},
 }
 
 

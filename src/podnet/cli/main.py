@@ -16,6 +16,8 @@ from .ingress import ingress_controller
 from .lab import lab
 from .probe import probe
 from .resources import apply, delete, exec_, get, label, logs, scale, wait
+from .topo import topo
+from .trace import trace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,8 +47,9 @@ cli.add_command(dns)
 cli.add_command(ingress_controller)
 cli.add_command(node)
 cli.add_command(ipam)
-for command in (apply, delete, get, exec_, logs, scale, label, wait, probe):
+for command in (apply, delete, get, exec_, logs, scale, label, wait, probe, topo):
     cli.add_command(command)
+cli.add_command(trace)
 
 
 def main() -> None:
