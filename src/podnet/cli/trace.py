@@ -1,5 +1,6 @@
 """`podnet trace SRC DST[:PORT]`: the path a packet would take through the lab, hop by hop, read
-from the live kernel state of every namespace on the way (nothing is sent, nothing changed)."""
+from the live kernel state of every namespace on the way (nothing is sent, nothing changed);
+with --probe, then one real packet confirms it (podnet.trace.probe: temporary, always removed)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def _fail(message: str) -> None:
               help="Through a Service: follow this endpoint (default: the first, or the client's affinity).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-v", "--evidence", is_flag=True, help="Text: show under each hop the kernel objects it was read from.")
+@click.option("--probe", is_flag=True,
+              help="Then send one real packet and mark each hop confirmed / contradicted / unobserved from the "
+                   "kernel's nft trace events (temporary tables in the path's namespaces, always removed).")
 def trace(src: str, dst: str, namespace: str, protocol: str | None, sport: int | None, endpoint: str | None,
-          output: str, evidence: bool) -> None:
+          output: str, evidence: bool, probe: bool) -> None:
     """Walk a packet from SRC to DST through the lab without sending it: the route lookups
     (ip route get), neighbour and FDB entries, veth crossings and bridges, VXLAN encapsulation
     (outer addresses, VNI, port) and decapsulation, service DNAT from the proxy's maps,
@@ -42,7 +46,8 @@ def trace(src: str, dst: str, namespace: str, protocol: str | None, sport: int |
       podnet trace default/a default/b:8080
       podnet trace a svc/default/web:80 --endpoint 10.244.2.3
       podnet trace node1 default/b -p icmp
-      podnet trace default/a default/b:8080 -o json | jq .verdict"""
+      podnet trace default/a default/b:8080 -o json | jq .verdict
+      podnet trace default/a default/b:8080 --probe    (marks: ✓ confirmed, ✗ contradicted, ? unobserved)"""
     from ..lab.state import LabError, LabState
     from ..lab.topology import store_context
     from ..store import StoreError, open_store
@@ -76,6 +81,16 @@ def trace(src: str, dst: str, namespace: str, protocol: str | None, sport: int |
         _fail(str(e))
     except KernelError as e:
         _fail(f"reading the kernel failed: {e}")
+    if probe:
+        from ..trace.probe import ProbeError
+        from ..trace.probe import probe as send_probe
+        try:
+            send_probe(result)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: the probe's tables were removed.", err=True)
+            sys.exit(130)
+        except ProbeError as e:
+            _fail(f"--probe: {e}")
     if output == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

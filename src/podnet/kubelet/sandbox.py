@@ -94,12 +94,21 @@ def create(cni: CNI, sb: Sandbox, node_ip: str = "") -> str:
             ip = node_ip
         else:
             _run(["ip", "netns", "add", sb.netns], f"create network namespace {sb.netns}")
+            _ipv4_only(sb.netns)
             ip = _attach(cni, sb)
         _make_uts(sb)
         return ip
     except BaseException:
         destroy(cni, sb)
         raise
+
+
+def _ipv4_only(netns: str) -> None:
+    """Interfaces made in the pod's namespace from now on (its eth0) get no IPv6: pod networking
+    here is IPv4 (NetworkPolicy and anti-spoofing cover IPv4 only; the node drops pods' IPv6), so
+    a pod need not send router solicitations and DAD probes into it. lo keeps ::1."""
+    _run(["ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"],
+         f"turn IPv6 off for new interfaces in {netns}")
 
 
 def write_files(netns: str, files: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """`podnet trace`: where a packet would go, read hop by hop from the live kernel state of every
-namespace on its path, without sending anything (issue 14).
+namespace on its path, without sending anything; with --probe, one real packet confirms the
+walk (temporary nft trace tables on the path, always removed).
 
     model       Trace, Hop, Evidence, Packet, Endpoint; the versioned JSON form
     kernel      the reader: `ip -j`, `bridge -j`, `nft -j`, `ss` in a named namespace (replaceable)
@@ -7,6 +8,7 @@ namespace on its path, without sending anything (issue 14).
     netpol      a flow's NetworkPolicy verdict with the policy and rule behind it
     walk        the algorithm
     render      the text story
+    probe       --probe: the trace tables, the monitors, the one packet, each hop confirmed or not
 """
 
 from .inventory import Inventory, ResolveError

@@ -6,7 +6,7 @@ verdict. Plain data with one stable, versioned JSON form (`Trace.to_json()`, ver
      "hops": [{"index", "node", "netns", "place", "stage", "in", "out", "decision", "highlight",
                "result", "hook", "packet", "outer", "candidates", "evidence": [{"source", "summary", "data"}],
                "probe"}],
-     "notes": [...]}
+     "notes": [...], "probe": {...}}          # "probe" only with --probe
 
 A hop is one decision in one network namespace. `packet` is the packet as it leaves the hop
 (after a NAT at that hop), `hook` the netfilter hook a packet of the flow passes in that
@@ -119,6 +119,7 @@ class Trace:
     at: int | None = None        # index of the hop that decided the verdict
     responsible: list[dict] = field(default_factory=list)  # objects behind a drop: NetworkPolicy, Service, ...
     notes: list[str] = field(default_factory=list)
+    probe: dict | None = None    # --probe: {"confirmed", "contradicted", "unobserved": counts, "sent": ...}
 
     def add(self, hop: Hop) -> Hop:
         hop.index = len(self.hops) + 1
@@ -137,4 +138,5 @@ class Trace:
     def to_json(self) -> dict:
         return {"version": VERSION, "src": self.src.to_json(), "dst": self.dst.to_json(), "protocol": self.protocol,
                 "verdict": self.verdict, "reason": self.reason, "at": self.at, "responsible": self.responsible,
-                "hops": [h.to_json() for h in self.hops], "notes": list(self.notes)}
+                "hops": [h.to_json() for h in self.hops], "notes": list(self.notes),
+                **({"probe": self.probe} if self.probe is not None else {})}

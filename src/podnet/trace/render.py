@@ -7,6 +7,7 @@ from __future__ import annotations
 from .model import Trace
 
 BOLD, RESET = "\033[1m", "\033[0m"
+PROBE_MARKS = {"confirmed": "✓", "contradicted": "✗", "unobserved": "?"}   # --probe, per hop
 
 
 def _bold(text: str, part: str, on: bool) -> str:
@@ -28,10 +29,13 @@ def text(trace: Trace, bold: bool = False, evidence: bool = False) -> str:
     lines = [f"trace {trace.protocol} from {_end(trace.src)} to {_end(trace.dst)}{port}{sport}"]
     width = max([len(h.place) for h in trace.hops] + [8])
     for h in trace.hops:
-        lines.append(f"{h.index:>3}  {h.place:<{width}}  {h.stage:<11}  {_bold(h.decision, h.highlight, bold)}")
+        mark = f"{PROBE_MARKS.get(h.probe.get('status'), ' ')} " if h.probe else ""
+        lines.append(f"{h.index:>3}  {mark}{h.place:<{width}}  {h.stage:<11}  {_bold(h.decision, h.highlight, bold)}")
         if evidence:
             for e in h.evidence:
                 lines.append(f"{'':>5}{'':<{width}}  {'':<11}    {e.summary}" + (f"   [{e.source}]" if e.source else ""))
+            for line in (h.probe or {}).get("events", []):
+                lines.append(f"{'':>5}{'':<{width}}  {'':<11}    probe: {line}")
     for note in trace.notes:
         lines.append(f"note: {note}")
     verdict = f"{BOLD}{trace.verdict}{RESET}" if bold else trace.verdict
