@@ -99,3 +99,16 @@ def make_lab(tmp_path):
     yield make
     for name, directory in made:
         topology.down(name, directory)
+
+
+def pods_a_b_and_web(lab: "Lab", store) -> None:
+    """The scene the trace and topo tests look at: pod a on node1 and pod b on node2 (labels
+    app=a, app=b), and Service web (80 -> 8080) in front of b."""
+    from podnet.api.service import parse_service
+    from podnet.lab import workloads
+
+    lab.apply_pod("a", "node1", labels={"app": "a"})
+    lab.apply_pod("b", "node2", labels={"app": "b"})
+    workloads.apply_service(store, parse_service(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"selector": {"app": "b"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "test"))

@@ -18,10 +18,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from podnet.api.networkpolicy import parse_network_policy
-from podnet.api.service import parse_service
-from podnet.lab import policies, topology, workloads
+from podnet.lab import policies, topology
 from podnet.topo.collect import NodeRef, collect
-from tests.lab.conftest import module_lab, wait_for
+from tests.lab.conftest import module_lab, pods_a_b_and_web, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
@@ -31,14 +30,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with module_lab(tmp_path_factory, "o", 2) as lab:
-        lab.apply_pod("a", "node1", labels={"app": "a"})
-        lab.apply_pod("b", "node2", labels={"app": "b"})
         with topology.store_context(lab.state):
             store = lab.store()
             try:
-                workloads.apply_service(store, parse_service(
-                    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                     "spec": {"selector": {"app": "b"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "test"))
+                pods_a_b_and_web(lab, store)
                 policies.apply_network_policy(store, parse_network_policy(
                     {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-b"},
                      "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"]}}, "test"))

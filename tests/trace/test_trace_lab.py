@@ -17,14 +17,13 @@ import time
 import pytest
 
 from podnet.api.networkpolicy import parse_network_policy
-from podnet.api.service import parse_service
 from podnet.apiserver import objects
-from podnet.lab import policies, topology, workloads
+from podnet.lab import policies, topology
 from podnet.lab.state import ns_prefix
 from podnet.trace import Inventory, Kernel, Walk
 from podnet.trace.model import NO_NEIGHBOUR
 
-from tests.lab.conftest import module_lab, wait_for
+from tests.lab.conftest import module_lab, pods_a_b_and_web, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
@@ -33,14 +32,10 @@ PODNET = os.path.join(os.path.dirname(sys.executable), "podnet")
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     with module_lab(tmp_path_factory, "r", 2) as lab:
-        lab.apply_pod("a", "node1", labels={"app": "a"})
-        lab.apply_pod("b", "node2", labels={"app": "b"})
         with topology.store_context(lab.state):
             store = lab.store()
             try:
-                workloads.apply_service(store, parse_service(
-                    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-                     "spec": {"selector": {"app": "b"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "test"))
+                pods_a_b_and_web(lab, store)
             finally:
                 store.close()
         yield lab
@@ -206,7 +201,8 @@ def test_an_interrupted_probe_removes_its_tables(lab):
     assert not [ns for ns, r in after.items() if "podnet_probe_" in r]
 
 
-def test_under_a_deny_policy_the_trace_names_it(lab):
+def deny_b(lab) -> None:
+    """NetworkPolicy deny-b: pod b admits nothing; returns once every node enforces it."""
     with topology.store_context(lab.state):
         store = lab.store()
         try:
@@ -216,6 +212,10 @@ def test_under_a_deny_policy_the_trace_names_it(lab):
             assert not policies.wait_enforced(lab.state, store.revision(), timeout=15)
         finally:
             store.close()
+
+
+def test_under_a_deny_policy_the_trace_names_it(lab):
+    deny_b(lab)
     rc, t = trace(lab, "default/a", "default/b:8080")
     assert rc == 1, t
     assert t["verdict"] == "DROPPED" and "deny-b" in t["reason"] and not t["notes"]
@@ -226,15 +226,7 @@ def test_under_a_deny_policy_the_trace_names_it(lab):
 
 
 def test_probe_under_the_deny_policy_sees_the_drop(lab):
-    with topology.store_context(lab.state):  # deny-b (as in the test before; applying it again changes nothing)
-        store = lab.store()
-        try:
-            objects.apply(store, parse_network_policy(
-                {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "deny-b"},
-                 "spec": {"podSelector": {"matchLabels": {"app": "b"}}, "policyTypes": ["Ingress"]}}, "test"))
-            assert not policies.wait_enforced(lab.state, store.revision(), timeout=15)
-        finally:
-            store.close()
+    deny_b(lab)  # (as in the test before; applying it again changes nothing)
     before = stable_rulesets(lab)
     rc, t = trace(lab, "default/a", "default/b:8080", "--probe")
     assert not same(before, rulesets(lab)), same(before, rulesets(lab))
