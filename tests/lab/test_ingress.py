@@ -250,20 +250,25 @@ class Hammer:
         return [r for r in self.results if r[1] != 200]
 
 
-def live_ingress(c, extra=()):
+def live_ingress(extra=()):
     return ingress("live", [{"host": "live.example", "http": {"paths": [path("/", "Prefix", "live"), *extra]}}])
+
+
+def serve_live(c):
+    """Deployment live (2 pods) behind host live.example, answering through the Ingress."""
+    c.apply(deployment("live", 2), service("live"), live_ingress())
+    assert wait_for(lambda: c.ready("live", 2), 60) and settled(lambda: str(c.client.who("live.example")).startswith("live-"))
 
 
 def test_no_failed_request_while_the_ingress_is_edited(cluster):
     c = cluster
-    c.apply(deployment("live", 2), service("live"), live_ingress(c))
-    assert wait_for(lambda: c.ready("live", 2), 60) and settled(lambda: str(c.client.who("live.example")).startswith("live-"))
+    serve_live(c)
     with Hammer(c, "live.example") as h:
         time.sleep(1)
         for i in range(4):  # edits: a path added and removed again, each a reload
-            c.apply(live_ingress(c, [path(f"/extra{i}", "Exact", "a")]))
+            c.apply(live_ingress([path(f"/extra{i}", "Exact", "a")]))
             time.sleep(0.7)
-        c.apply(live_ingress(c))
+        c.apply(live_ingress())
         time.sleep(1)
     assert len(h.results) > 50 and not h.failed(), f"{len(h.failed())} of {len(h.results)} failed: {h.failed()[:5]}"
 
@@ -272,8 +277,7 @@ def test_no_failed_request_while_the_ingress_is_edited(cluster):
                                         "client gives up (10 s) while pods go away: issue 13 stays open for it")
 def test_no_failed_request_while_backends_scale_or_die(cluster):
     c = cluster
-    c.apply(deployment("live", 2), service("live"), live_ingress(c))
-    assert wait_for(lambda: c.ready("live", 2), 60) and settled(lambda: str(c.client.who("live.example")).startswith("live-"))
+    serve_live(c)
     with Hammer(c, "live.example") as h:
         time.sleep(1)
         workloads.scale(c.state, c.store, "default", "live", 5)
