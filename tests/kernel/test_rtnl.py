@@ -107,3 +107,30 @@ def test_vxlan_neighbours_fdb_and_onlink_routes(netns):
             nl.delete_fdb(vx.index, "aa:bb:cc:00:00:02", "172.30.0.2")
             nl.delete_neighbour(vx.index, "10.244.2.0")
             assert nl.neighbours(vx.index, rtnl.AF_INET) == []
+
+
+def test_a_bridge_keeps_its_mac_as_ports_come_and_go(netns):
+    """A bridge left to choose takes its lowest port MAC: a pod with a low MAC joining, or the
+    one whose MAC it took leaving, would change the gateway's MAC under every pod's ARP entry."""
+    ns, peer_ns = netns.new("brmac"), netns.new("brpeer")
+    peer_fd = kns.open_netns(ns_path(peer_ns))
+    with kns.entered(ns_path(ns)):
+        nl = rtnl.Netlink()
+    try:
+        nl.add_bridge("pnb0")
+        br = nl.link("pnb0")
+        mac = br.mac
+        assert int(mac.split(":")[0], 16) & 0x03 == 0x02  # unicast, locally administered
+        for i, port_mac in enumerate(("02:00:00:00:00:01", "00:00:00:00:00:02")):  # lower than any random one
+            nl.add_veth(f"pnv{i}", f"pnp{i}", peer_netns_fd=peer_fd, mac=port_mac)
+            nl.set_link(nl.link(f"pnv{i}").index, master=br.index, up=True)
+        nl.set_link(br.index, up=True)
+        assert nl.link("pnb0").mac == mac
+        nl.delete_link(nl.link("pnv1").index)
+        assert nl.link("pnb0").mac == mac
+        nl.add_bridge("pnb1", mac="02:11:22:33:44:55")
+        assert nl.link("pnb1").mac == "02:11:22:33:44:55"
+    finally:
+        nl.close()
+        import os
+        os.close(peer_fd)

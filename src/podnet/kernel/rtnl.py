@@ -190,6 +190,13 @@ class Route:
         return f"Route({self.dst} via {self.gateway or '-'} oif {self.oif} table {self.table})"
 
 
+def random_mac() -> bytes:
+    """A random unicast, locally administered MAC address."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return bytes(raw)
+
+
 class Netlink:
     """One NETLINK_ROUTE socket, bound to the network namespace it was opened in."""
 
@@ -295,10 +302,16 @@ class Netlink:
     def links(self) -> list[Link]:
         return [self._parse_link(b) for b in self.dump(RTM_GETLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0))]
 
-    def add_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False) -> None:
+    def add_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False, mac: str = "") -> None:
+        """A bridge with a MAC of its own (`mac`, else a random locally administered one), given
+        when it is made: the kernel then never changes it. A bridge left to choose takes the
+        lowest MAC of its ports, which changes as pods come and go; the pods' ARP entries for
+        their gateway then point at a MAC nobody answers to, and their traffic through it is
+        lost for seconds (containernetworking/cni#285, moby#3414)."""
         data = attr_u8(IFLA_BR_VLAN_FILTERING, 1) if vlan_filtering else b""
         info = attr_str(IFLA_INFO_KIND, "bridge") + (nested(IFLA_INFO_DATA, data) if data else b"")
         attrs = attr_str(IFLA_IFNAME, name) + nested(IFLA_LINKINFO, info)
+        attrs += attr(IFLA_ADDRESS, bytes(int(x, 16) for x in mac.split(":")) if mac else random_mac())
         if mtu:
             attrs += attr_u32(IFLA_MTU, mtu)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, 0, 0, 0) + attrs, NLM_F_CREATE | NLM_F_EXCL)
