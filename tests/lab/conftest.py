@@ -65,14 +65,15 @@ def _need_tools():
 
 
 @contextlib.contextmanager
-def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] = ("nft",), backend: str = "vxlan"):
+def module_lab(tmp_path_factory, prefix: str, nodes: int, need: tuple[str, ...] = ("nft",), backend: str = "vxlan",
+               backend_fields: dict | None = None):
     """A lab shared by a test module; skipped without root or the tools named in `need`."""
     need = need + (("bird",) if backend == "bgp" else ())
     if os.geteuid() != 0 or any(shutil.which(tool) is None for tool in need):
         pytest.skip(f"needs root and {', '.join(need)}")
     name = prefix + uuid.uuid4().hex[:5]
     directory = str(tmp_path_factory.mktemp(prefix) / name)
-    lab = Lab(topology.up(name, directory, nodes, backend, "sqlite"))
+    lab = Lab(topology.up(name, directory, nodes, backend, "sqlite", backend_fields=backend_fields))
     try:
         yield lab
     finally:

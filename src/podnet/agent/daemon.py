@@ -35,7 +35,6 @@ from ..plugins.registry import install
 from ..store import Compacted, Store, open_store
 from . import antispoof, backends, host, leases, metrics
 from .cniserver import CNIServer, DelegateConfig
-from .routed_cni import RoutedDelegate
 from .controllers import Controller
 from .controllers.antispoof import Antispoof
 from .controllers.masquerade import Masquerade
@@ -93,7 +92,7 @@ class Agent:
         self.bin_dir = os.path.join(state_dir, "bin")
         self.store: Store
         self.cfg: cluster.ClusterConfig
-        self.lease: leases.Lease | None = None  # routed backends hold none
+        self.lease: leases.Lease | None = None  # backends that are not `leased` hold none
         self.allocator: BlockAllocator
         self.nl: rtnl.Netlink
         self.backend: backends.Backend
@@ -127,8 +126,8 @@ class Agent:
 
     def setup_backend(self) -> None:
         """The backend's devices and the node's lease for the current config (also after a
-        backend switch: what other backends left behind is torn down first). A routed backend
-        takes no lease: its pods' addresses come from IP pool blocks."""
+        backend switch: what other backends left behind is torn down first). A backend that is
+        not `leased` takes none: it gives the pods their addresses itself (bgp: IP pool blocks)."""
         under, public_ip = host.underlay(self.nl, self.iface)
         self.public_ip = public_ip
         self.backend = backends.get(self.cfg.backend)
@@ -144,10 +143,10 @@ class Agent:
         self.attachments.set_family("ip" if self.backend.routed else "bridge")
         mtu = self.backend.mtu(self.ctx)
         env = [("PODNET_NETWORK", self.cfg.network)]
-        if self.backend.routed:
+        if not self.backend.leased:
             self.lease = None
-            self.server.delegate = RoutedDelegate(self.allocator, self.store, mtu, self.bin_dir)
-            where = "IP pool blocks"
+            self.server.delegate = self.backend.cni_delegate(self.ctx, mtu, self.bin_dir)
+            where = "IP pool blocks" if self.backend.routed else f"{self.backend.name} IPAM"
         else:
             previous = None
             old = read_subnet_env(self.subnet_env)
@@ -440,7 +439,7 @@ class Agent:
             return
         if new == self.cfg:
             return
-        if new.network != self.cfg.network or (new.subnet_len != self.cfg.subnet_len and not self.backend.routed):
+        if new.network != self.cfg.network or (new.subnet_len != self.cfg.subnet_len and self.backend.leased):
             log("Network/SubnetLen changed: restart the agents to renumber (existing pods keep their addresses)")
             return
         log(f"backend changing from {self.cfg.backend} to {new.backend}")

@@ -41,16 +41,18 @@ def store_context(state: LabState):
     return kns.entered(f"/var/run/netns/{state.underlay}")
 
 
-def cluster_config(backend: str) -> str:
+def cluster_config(backend: str, fields: dict | None = None) -> str:
+    """The cluster config of a lab: its network, and the backend with `fields` (its own part
+    of the Backend section, e.g. the first peers the lab gives a mesh)."""
     from ..agent import backends
 
-    return cluster.parse({"Network": CLUSTER_CIDR, "SubnetLen": 24, "Backend": {"Type": backend}},
+    return cluster.parse({"Network": CLUSTER_CIDR, "SubnetLen": 24, "Backend": {"Type": backend, **(fields or {})}},
                          backends=backends.parsers()).to_json()
 
 
 def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, progress: Progress = _quiet,
        ttl: int = DEFAULT_TTL, subnets: int = 1, route_reflectors: int = 0, pool_cidr: str = "",
-       block_size: int = 0, ingress: bool = False) -> LabState:
+       block_size: int = 0, ingress: bool = False, backend_fields: dict | None = None) -> LabState:
     from ..agent import backends
 
     if not 1 <= nodes <= 200:
@@ -105,7 +107,9 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         state.save()
         with store_context(state):
             store = open_store(state.store_url)
-            store.put(CONFIG, cluster_config(backend))
+            names = [f"node{i}" for i in range(1, nodes + 1)]
+            fields = {**backends.get(backend).lab_fields(topo.node(names[0], 1).ip, names), **(backend_fields or {})}
+            store.put(CONFIG, cluster_config(backend, fields))
             if pool is not None:  # as CALICO_IPV4POOL_CIDR / _BLOCK_SIZE: the agents find it and create none
                 store.put(f"{IPPOOLS}{pool['metadata']['name']}", json.dumps(pool))
                 progress(f"IPPool {pool['metadata']['name']}: {pool['spec']['cidr']}, blockSize {pool['spec']['blockSize']}")

@@ -51,6 +51,8 @@ class Backend:
     one_segment = False     # True: every node must be on one L2 segment (routes point at peers directly)
     summary = ""            # one line for --help
     routed = False          # True: no subnet lease; pods get /32s from IP pools (podnet.ipam.blocks)
+    leased = True           # False: no subnet lease; the backend gives pods their addresses (cni_delegate) and
+                            # keeps its own state (reconcile): routed backends, and the mesh (its own ring IPAM)
     watches: tuple[str, ...] = (keys.SUBNETS,)  # store prefixes whose changes make the routes controller sync
 
     def parse(self, fields: dict, source: str) -> dict:
@@ -83,7 +85,12 @@ class Backend:
         return True
 
     def reconcile(self, ctx: NodeContext, full: bool) -> dict:
-        """Routed backends: make the kernel (and any daemon) match the store; counts of changes."""
+        """Backends without a lease: make the kernel (and any daemon) match their world; counts of changes."""
+        raise NotImplementedError
+
+    def cni_delegate(self, ctx: NodeContext, mtu: int, cni_path: str):
+        """Backends without a lease: what runs the pods' CNI requests (an object with
+        `run(env, stdin) -> (code, stdout)` and `bridge_name`, '' when pods are routed)."""
         raise NotImplementedError
 
     def apply(self, ctx: NodeContext, desired: Desired) -> dict:
@@ -96,6 +103,10 @@ class Backend:
 
     def teardown(self, nl: rtnl.Netlink, state_dir: str = "") -> None:
         """Remove this backend's devices (another backend takes over, or it is left over)."""
+
+    def lab_fields(self, first_node_ip: str, nodes: list[str]) -> dict:
+        """The Backend fields `podnet lab up` sets for a lab of `nodes` (e.g. a mesh's first peer)."""
+        return {}
 
     def task(self, ctx: NodeContext, stop: threading.Event) -> None:
         """A long-running task, run by the agent in its own thread until `stop` is set (and

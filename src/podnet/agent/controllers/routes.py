@@ -1,6 +1,6 @@
 """Routes to the other nodes' pods, and the backend's guard table. Lease backends render them
-from the subnet leases (a lease that vanished, ours, is acquired again); routed backends
-(bgp) reconcile from their own part of the store (blocks, pools, peers)."""
+from the subnet leases (a lease that vanished, ours, is acquired again); backends without a
+lease reconcile their own world (bgp: blocks, pools and peers in the store; mesh: its router)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Routes(Controller):
 
     def sync(self, full: bool) -> None:
         a = self.agent
-        if a.backend.routed:
+        if not a.backend.leased:
             changed = a.backend.reconcile(a.ctx, full)
             if any(changed.values()):
                 a.log(f"reconciled: {changed}")

@@ -42,6 +42,7 @@ def tunnel_handle(node: str) -> str:
 class Bgp(Backend):
     name = "bgp"
     routed = True
+    leased = False
     overhead = OVERHEAD
     summary = "Calico-style: BIRD on every node, a /32 route per pod, IP pools and blocks, VXLAN across segments"
     watches = (keys.NODES, keys.IPPOOLS, keys.IPAM_AFFINITIES, keys.IPAM_BORROWED, keys.BGP_CONFIGURATIONS)
@@ -177,6 +178,11 @@ class Bgp(Backend):
         w = ctx.devices.get("world")
         peers = [p.ip for p in w.peers.values() if p.name != ctx.node] if w else []
         return overlay_guard(str(ctx.network), ctx.conf["Port"], peers)
+
+    def cni_delegate(self, ctx: NodeContext, mtu: int, cni_path: str):
+        from ...routed_cni import RoutedDelegate
+
+        return RoutedDelegate(ctx.allocator, ctx.store, mtu, cni_path)
 
     def task(self, ctx: NodeContext, stop) -> None:
         ctx.devices["bird"].supervise(stop)
