@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv bird2 nginx graphviz chromium
+APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv bird2 nginx graphviz chromium tcpdump
 BENCH_PACKAGES := dnsperf
 
 .PHONY: all deps venv test unit fuzz demo bench clean

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..lab import topology
@@ -51,8 +53,12 @@ def lab() -> None:
 @click.option("--ingress", is_flag=True,
               help="Also run an Ingress controller (a real nginx, as ingress-nginx) behind a LoadBalancer Service, "
                    "with IngressClass nginx as the default class.")
+@click.option("--backend-field", "backend_fields", multiple=True, metavar="NAME=VALUE",
+              help="A field of the cluster config's Backend section, e.g. Port=8999 (udp), FastDP=false or "
+                   "PasswordFile=/root/mesh.pw (mesh); VALUE is read as JSON when it parses, else as a string. "
+                   "Repeatable.")
 def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, route_reflectors: int, pool_cidr: str,
-           block_size: int, ingress: bool) -> None:
+           block_size: int, ingress: bool, backend_fields: tuple[str, ...]) -> None:
     """Create the lab: underlay, nodes, agents, kubelets, controller manager, store, cluster DNS;
     wait until every node is ready (holds a subnet, or in bgp mode runs BIRD).
 
@@ -62,14 +68,26 @@ def up_cmd(nodes: int, backend: str, store_kind: str, name: str, subnets: int, r
       podnet lab up --nodes 2 --ingress                        and an nginx Ingress controller
       podnet lab up --nodes 4 --backend bgp --subnets 2        Calico-style: BGP, VXLAN across segments
       podnet lab up --nodes 6 --backend bgp --route-reflectors 2
-      podnet lab up --nodes 2 --backend bgp --pool-cidr 10.244.0.0/28 --block-size 30   (blocks run out: borrowing)"""
+      podnet lab up --nodes 2 --backend bgp --pool-cidr 10.244.0.0/28 --block-size 30   (blocks run out: borrowing)
+      podnet lab up --nodes 3 --backend udp                    flannel's UDP backend (a TUN device, UDP 8285)
+      podnet lab up --nodes 3 --backend mesh                   Weave-style: gossiping routers, ring IPAM, one subnet
+      podnet lab up --nodes 3 --backend mesh --backend-field PasswordFile=/root/mesh.pw   (encrypted)"""
     click.echo(f"lab {name}: {nodes} nodes, backend {backend}, store {store_kind}"
                + (f", {subnets} underlay segments" if subnets > 1 else "")
                + (f", {route_reflectors} route reflectors" if route_reflectors else ""))
+    fields = {}
+    for item in backend_fields:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: give NAME=VALUE, e.g. FastDP=false", param_hint="--backend-field")
+        try:
+            fields[key] = json.loads(raw)
+        except ValueError:
+            fields[key] = raw
     try:
         state = topology.up(name, lab_dir(), nodes, backend, store_kind, _progress, subnets=subnets,
                             route_reflectors=route_reflectors, pool_cidr=pool_cidr, block_size=block_size,
-                            ingress=ingress)
+                            ingress=ingress, backend_fields=fields)
     except LabError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"lab {name} is up. Try: podnet get nodes -o wide")

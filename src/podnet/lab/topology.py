@@ -82,6 +82,12 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         raise LabError(f"backend {backend} needs every node on one L2 segment (its routes point at the other nodes "
                        f"directly), and --subnets {subnets} puts them on {subnets} segments behind a router: "
                        "use --backend vxlan, or --subnets 1")
+    names = [f"node{i}" for i in range(1, nodes + 1)]
+    fields = {**backends.get(backend).lab_fields(topo.node(names[0], 1).ip, names), **(backend_fields or {})}
+    try:
+        config = cluster_config(backend, fields)
+    except ValidationError as e:
+        raise LabError(f"the cluster config: {e}") from None
     leftovers = [ns for ns in list_netns() if ns.startswith(ns_prefix(name))]
     if leftovers or os.path.exists(os.path.join(directory, "lab.json")):
         raise LabError(f"lab {name!r} is already up (or left over): run `podnet lab down` first")
@@ -107,9 +113,7 @@ def up(name: str, directory: str, nodes: int, backend: str, store_kind: str, pro
         state.save()
         with store_context(state):
             store = open_store(state.store_url)
-            names = [f"node{i}" for i in range(1, nodes + 1)]
-            fields = {**backends.get(backend).lab_fields(topo.node(names[0], 1).ip, names), **(backend_fields or {})}
-            store.put(CONFIG, cluster_config(backend, fields))
+            store.put(CONFIG, config)
             if pool is not None:  # as CALICO_IPV4POOL_CIDR / _BLOCK_SIZE: the agents find it and create none
                 store.put(f"{IPPOOLS}{pool['metadata']['name']}", json.dumps(pool))
                 progress(f"IPPool {pool['metadata']['name']}: {pool['spec']['cidr']}, blockSize {pool['spec']['blockSize']}")
