@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 nftables iptables conntrack containernetworking-plugins busybox-static podman runc iperf3 etcd-server dnsmasq-base python3-venv bird2 nginx graphviz chromium tcpdump
 BENCH_PACKAGES := dnsperf
 
-.PHONY: all deps venv test unit fuzz demo bench clean
+.PHONY: all deps venv native test unit fuzz demo bench clean
 
 all: test
 
@@ -29,7 +29,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: deps venv
+# The udp backend's forwarder (C, as flannel's proxy.c), built with the system's compiler. The agent
+# builds it itself when it is missing; this builds it ahead.
+native: venv
+	$(PY) -m podnet.agent.backends.udp.native
+
+test: deps venv native
 	$(PY) -m pytest -q -ra
 
 unit: venv
@@ -40,10 +45,10 @@ FUZZ ?= 3000
 fuzz: deps venv
 	PODNET_FUZZ=$(FUZZ) $(PY) -m pytest -q -ra tests/fuzz
 
-demo: deps venv
+demo: deps venv native
 	$(VENV)/bin/podnet demo
 
-bench: deps venv
+bench: deps venv native
 	$(call install_missing,$(BENCH_PACKAGES))
 	$(PY) bench/cni_latency.py
 	$(PY) bench/agent_cni_latency.py
@@ -56,4 +61,4 @@ bench: deps venv
 	$(PY) bench/ingress.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache src/podnet/agent/backends/udp/podnet-udp-forwarder*

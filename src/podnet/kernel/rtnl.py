@@ -31,6 +31,7 @@ AF_UNSPEC, AF_INET, AF_BRIDGE, AF_INET6 = 0, 2, 7, 10
 IFF_UP, IFF_PROMISC = 0x1, 0x100
 
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER = 1, 3, 4, 5, 10
+IFLA_TXQLEN = 13
 IFLA_PROTINFO, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD, IFLA_PROMISCUITY = 12, 18, 26, 28, 30
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 IFLA_LINK_NETNSID = 37
@@ -347,7 +348,7 @@ class Netlink:
 
     def set_link(self, index: int, *, up: bool | None = None, promisc: bool | None = None,
                  master: int | None = None, mtu: int | None = None, netns_fd: int | None = None,
-                 name: str | None = None, alias: str | None = None) -> None:
+                 name: str | None = None, alias: str | None = None, txqlen: int | None = None) -> None:
         """Change a link (the kernel takes an ifalias only here, not when the link is made)."""
         flags = change = 0
         if up is not None:
@@ -367,6 +368,8 @@ class Netlink:
             attrs += attr_str(IFLA_IFNAME, name)
         if alias is not None:
             attrs += attr_str(IFLA_IFALIAS, alias)
+        if txqlen is not None:
+            attrs += attr_u32(IFLA_TXQLEN, txqlen)
         self.request(RTM_NEWLINK, _IFINFOMSG.pack(AF_UNSPEC, 0, index, flags, change) + attrs)
 
     def set_bridge_port(self, index: int, *, hairpin: bool) -> None:
