@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 from ..api.service import LB_POOL
+from ..kernel import rtnl
 from .netns_util import delete_netns, ip
 from .topo import Node, Topology
 
@@ -17,7 +18,9 @@ def underlay(topo: Topology) -> None:
     ip("netns", "add", u)
     ip("-n", u, "link", "set", "lo", "up")
     for seg in topo.segments:
-        ip("-n", u, "link", "add", seg.bridge, "type", "bridge")
+        # a MAC of its own: one it took from a node's port would change when that node leaves
+        mac = ":".join(f"{b:02x}" for b in rtnl.random_mac())
+        ip("-n", u, "link", "add", seg.bridge, "address", mac, "type", "bridge")
         ip("-n", u, "link", "set", seg.bridge, "up")
     ip("-n", u, "addr", "add", f"{topo.outside}/24", "dev", topo.segments[0].bridge)
     r = topo.router
