@@ -5,7 +5,9 @@ specific). A forwarder process (forwarder.c, as flannel's proxy.c) reads each pa
 TUN device and sends it, whole, as the payload of one UDP datagram (port 8285) to the node whose
 subnet holds the destination; the receiving forwarder writes it into its TUN device. MTU =
 underlay MTU - 28 (outer IPv4 + UDP). Userspace on every packet: flannel calls it a debugging
-backend, and it is the clearest picture of what an overlay does.
+backend, and it is the clearest picture of what an overlay does. The forwarder batches with the
+kernel's offloads (TSO from the TUN device, UDP GSO and GRO on its socket), so a system call
+moves dozens of packets; each datagram on the wire is still exactly one inner packet.
 
     module      job
     (this)      the Backend: config, TUN device, the forwarder's route table from the leases
