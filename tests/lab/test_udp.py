@@ -7,7 +7,6 @@ unreachable."""
 from __future__ import annotations
 
 import errno
-import json
 import socket
 import struct
 import threading
@@ -21,7 +20,7 @@ from podnet.kernel import netns as kns
 from podnet.lab import probe, topology
 from tests.conftest import ip_json
 from tests.lab.conftest import module_lab, wait_for
-from tests.lab.test_cluster import full_matrix
+from tests.lab.test_cluster import full_matrix, six_pods
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -38,11 +37,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def six(lab):
-    for node in ("node1", "node2", "node3"):
-        for suffix in "ab":
-            lab.apply_pod(f"{node[-1]}{suffix}-pod", node)
-    pods = lab.pods()
-    assert len(pods) == 6 and len({p["status"]["podIP"] for p in pods}) == 6
+    pods = six_pods(lab)
     time.sleep(0.5)  # the echo servers start listening
     return pods
 

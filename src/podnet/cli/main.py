@@ -14,6 +14,7 @@ from .cni import cni
 from .dns import dns
 from .ingress import ingress_controller
 from .lab import lab
+from .mesh import mesh
 from .probe import probe
 from .resources import apply, delete, exec_, get, label, logs, scale, wait
 from .topo import topo
@@ -43,6 +44,7 @@ cli.add_command(agent)
 cli.add_command(kubelet)
 cli.add_command(controller_manager)
 cli.add_command(lab)
+cli.add_command(mesh)
 cli.add_command(dns)
 cli.add_command(ingress_controller)
 cli.add_command(node)

@@ -154,7 +154,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import bgp, host_gw, udp, vxlan  # noqa: F401 - they register themselves
+    from . import bgp, host_gw, mesh, udp, vxlan  # noqa: F401 - they register themselves
 
     for module in filter(None, (m.strip() for m in os.environ.get("PODNET_BACKENDS", "").split(","))):
         importlib.import_module(module)
