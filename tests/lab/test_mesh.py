@@ -173,3 +173,49 @@ def test_rmpeer_gives_a_dead_nodes_space_to_a_live_one(lab, six):
     assert all(any(a <= s and e <= b for a, b in mine) for s, e in space), (space, mine)
     assert owned(status(lab, "node2"), "node1") == mine  # the change reached node2 by gossip
 
+
+
+@pytest.fixture(scope="module")
+def secret_lab(tmp_path_factory):
+    password = tmp_path_factory.mktemp("mesh-secret") / "password"
+    password.write_text("correct horse battery staple\n")
+    os.chmod(password, 0o600)
+    with module_lab(tmp_path_factory, "ms", 2, backend="mesh", backend_fields={"PasswordFile": str(password)}) as lab:
+        assert wait_for(lambda: all(len(established(status(lab, n))) == 1 for n in ("node1", "node2")), 30)
+        yield lab
+
+
+def capture(ns: str, iface: str, path: str) -> subprocess.Popen:
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-U", "-n", "-s", "0", "-i", iface, "-w", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # tcpdump is listening
+    return proc
+
+
+def test_with_a_password_the_underlay_carries_no_plaintext(secret_lab, tmp_path):
+    import shutil
+
+    if shutil.which("tcpdump") is None:
+        pytest.skip("needs tcpdump")
+    lab = secret_lab
+    a, b = lab.apply_pod("sa", "node1"), lab.apply_pod("sb", "node2")
+    time.sleep(0.5)
+    marker = b"PODNET-MESH-SECRET-0123456789"
+    under, inner = str(tmp_path / "underlay.pcap"), str(tmp_path / "node2.pcap")
+    caps = [capture(lab.state.underlay, "any", under), capture(lab.state.node("node2").netns, mesh_backend.BRIDGE, inner)]
+    try:
+        line, err, _ = probe.tcp_exchange(netns(a), b["status"]["podIP"], 8080, send=marker + b"\n")
+        assert not err and line.split()[0] == a["status"]["podIP"], (line, err)
+        time.sleep(0.5)
+    finally:
+        for c in caps:
+            c.send_signal(signal.SIGINT)
+            c.wait(5)
+    with open(inner, "rb") as f:
+        assert marker in f.read(), "the payload was never sent (the check would prove nothing)"
+    with open(under, "rb") as f:
+        seen = f.read()
+    assert len(seen) > 1000 and marker not in seen
+    for node in ("node1", "node2"):
+        st = status(lab, node)
+        assert st["encryption"] and st["sleeve"]["frames_in"] > 0

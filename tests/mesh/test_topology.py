@@ -73,3 +73,24 @@ def test_status_text_names_connections_relays_and_shares():
     text = render(st)
     assert "established, sleeve    node2" in text and "failed" in text and "(connect: timed out)" in text
     assert "node3 is reached through node2" in text and "50.0%" in text
+
+
+def test_sealed_messages_open_only_with_the_same_password_and_frames_stay_bound_to_their_peers():
+    from podnet.mesh import crypto
+
+    key, other = crypto.password_key(b"secret"), crypto.password_key(b"guess")
+    na, nb = b"a" * 16, b"b" * 16
+    a, b = crypto.Channel(key, na, nb), crypto.Channel(key, nb, na)
+    assert b.open(a.seal(b"hello")) == b"hello" and a.open(b.seal(b"back")) == b"back"
+    wrong = crypto.Channel(other, nb, na)
+    with pytest.raises(crypto.CryptoError, match="different password"):
+        wrong.open(crypto.Channel(key, na, nb).seal(b"hello"))
+    box = crypto.Sleeve(key)
+    sealed = box.seal(b"frame" * 10, protocol.bound("node1", "node2"))
+    assert b"frame" not in sealed and box.open(sealed, protocol.bound("node1", "node2")) == b"frame" * 10
+    with pytest.raises(crypto.CryptoError):
+        box.open(sealed, protocol.bound("node3", "node2"))  # replayed as if from another peer
+    with pytest.raises(crypto.CryptoError):
+        crypto.Sleeve(other).open(sealed, protocol.bound("node1", "node2"))
+    with pytest.raises(crypto.CryptoError, match="empty"):
+        crypto.password_key(b"")

@@ -51,8 +51,10 @@ def mesh() -> None:
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False),
               help="control.sock, and ipam.json (the ring and this peer's allocations, kept across restarts).")
 @click.option("--mtu", default=1450, show_default=True, help="The pods' MTU (the TAP device's).")
+@click.option("--password-file", type=click.Path(dir_okay=False), default=None,
+              help="Encrypt everything with this password (its first line), shared by all peers. Weave: WEAVE_PASSWORD.")
 def router_cmd(name: str, address: str, port: int, peers: str, cidr: str, init: str, bridge: str, state_dir: str,
-               mtu: int) -> None:
+               mtu: int, password_file: str | None) -> None:
     """Run the mesh router of this node (in its network namespace), until SIGTERM."""
     import ipaddress
 
@@ -72,7 +74,16 @@ def router_cmd(name: str, address: str, port: int, peers: str, cidr: str, init: 
         if kind != "seed" or not names:
             raise click.BadParameter(f"{init!r}: give seed=NAME,NAME,...", param_hint="--ipalloc-init")
         seed = [n for n in names.split(",") if n]
-    router.main(name, address, port, [p for p in peers.split(",") if p], cidr, seed, bridge, state_dir, mtu)
+    password = None
+    if password_file:
+        try:
+            with open(password_file, "rb") as f:
+                password = f.readline().rstrip(b"\r\n")
+        except OSError as e:
+            raise click.BadParameter(f"cannot read it: {e.strerror}", param_hint="--password-file") from None
+        if not password:
+            raise click.BadParameter("its first line is empty", param_hint="--password-file")
+    router.main(name, address, port, [p for p in peers.split(",") if p], cidr, seed, bridge, state_dir, mtu, password)
 
 
 @mesh.command("status")

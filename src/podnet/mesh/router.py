@@ -15,6 +15,9 @@ next hop towards the peer that has the destination MAC (learnt from the frames i
 every reachable peer when the MAC is unknown or broadcast; a router forwards a datagram for
 another peer on towards it (relay), so two peers without a direct path talk through a third.
 
+With a password (--password-file), every TCP message and every frame is sealed
+(podnet.mesh.crypto); a peer with another password, or none, fails the handshake.
+
 A control socket (DIR/control.sock, one JSON request and reply per line) serves status,
 allocate, release, lookup, allocations, rmpeer (podnet.mesh.client).
 """
@@ -32,13 +35,12 @@ import time
 
 from ..ipam.ring import Ring, RingError, ip_str
 from ..ipam.ringalloc import RingAllocator
-from . import protocol, tap
+from . import crypto, protocol, tap
 from .topology import PeerEntry, Topology, uid
 
 GOSSIP_EVERY = 5.0
 HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT = 1.0, 5.0  # a connection that hears nothing for this long is dead
 RETRY_INITIAL, RETRY_MAX = 1.0, 15.0
-SLEEVE_OVERHEAD = 50  # outer IPv4 + UDP + our header with two short names: what the pods' MTU leaves for it
 TAP_NAME = "podnet-sleeve"
 
 
@@ -54,17 +56,20 @@ class Connection:
         self.reason = ""
         self.peer = ""
         self.writer: asyncio.StreamWriter | None = None
+        self.channel: crypto.Channel | None = None  # with a password: this connection's sealing
         self.since = time.time()
 
     def send(self, msg: dict) -> None:
         if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(protocol.encode(msg))
+            self.writer.write(protocol.encode(msg, self.channel))
 
 
 class Router:
     def __init__(self, name: str, address: str, port: int, peers: list[str], cidr: str, seed: list[str],
-                 bridge: str, state_dir: str, mtu: int) -> None:
+                 bridge: str, state_dir: str, mtu: int, password: bytes | None = None) -> None:
         self.name, self.address, self.port = name, address, port
+        self.key = crypto.password_key(password) if password else None
+        self.box = crypto.Sleeve(self.key) if self.key else None
         self.initial = [p if ":" in p else f"{p}:{port}" for p in peers]
         self.seed, self.bridge, self.dir, self.mtu = seed, bridge, state_dir, mtu
         self.me = PeerEntry(name, time.time_ns(), 1, address, port)
@@ -239,15 +244,29 @@ class Router:
 
     async def run_connection(self, conn: Connection, reader, writer) -> None:
         conn.writer = writer
+        nonce = os.urandom(16)
         try:
             writer.write(protocol.encode({"type": "hello", "name": self.name, "incarnation": self.me.incarnation,
-                                          "version": protocol.VERSION, "port": self.port}))
+                                          "version": protocol.VERSION, "port": self.port, "nonce": nonce.hex(),
+                                          "encryption": self.key is not None}))
             hello = await asyncio.wait_for(protocol.read_message(reader), 10)
             problem = self.refuse(hello)
             if problem:
                 conn.state, conn.reason = "failed", problem
                 return
             conn.peer = hello["name"]
+            if self.key is not None:
+                conn.channel = crypto.Channel(self.key, nonce, bytes.fromhex(str(hello.get("nonce", ""))))
+                conn.send({"type": "auth"})
+                try:
+                    auth = await asyncio.wait_for(protocol.read_message(reader, conn.channel), 10)
+                except crypto.CryptoError as e:
+                    conn.state, conn.reason = "failed", f"encryption: {e}"
+                    log(f"connection to {conn.peer} ({conn.address}) refused: encryption: {e}")
+                    return
+                if auth.get("type") != "auth":
+                    conn.state, conn.reason = "failed", "encryption: no auth message"
+                    return
             old = self.established.get(conn.peer)
             if old is not None:
                 # two connections between the same pair: keep the one the lower name dialled
@@ -265,7 +284,7 @@ class Router:
             self.gossip()
             while True:
                 try:
-                    msg = await asyncio.wait_for(protocol.read_message(reader), HEARTBEAT_TIMEOUT)
+                    msg = await asyncio.wait_for(protocol.read_message(reader, conn.channel), HEARTBEAT_TIMEOUT)
                 except asyncio.TimeoutError:
                     raise ConnectionError(f"heartbeat: nothing from {conn.peer} for {HEARTBEAT_TIMEOUT:g} s") from None
                 kind = msg["type"]
@@ -276,7 +295,8 @@ class Router:
                         self.on_space_request(str(msg.get("from")))
                     else:
                         self.route_message(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, protocol.ProtocolError, OSError) as e:
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, protocol.ProtocolError, OSError,
+                crypto.CryptoError) as e:
             if conn.state == "established":
                 log(f"connection to {conn.peer} ({conn.address}) lost: {e.__class__.__name__} {e}")
             conn.state, conn.reason = "failed", f"{e.__class__.__name__}: {e}".rstrip(": ")
@@ -295,6 +315,15 @@ class Router:
             return f"handshake: the peer is called {self.name} too (a peer cannot connect to itself)"
         if not isinstance(hello.get("name"), str) or not hello["name"]:
             return "handshake: no peer name"
+        if bool(hello.get("encryption")) != (self.key is not None):
+            return ("encryption: this router has a password and the peer has none" if self.key is not None
+                    else "encryption: the peer has a password and this router has none")
+        if self.key is not None:
+            try:
+                if len(bytes.fromhex(str(hello.get("nonce", "")))) != 16:
+                    raise ValueError
+            except ValueError:
+                return "encryption: the peer sent no nonce"
         return ""
 
     # -- the sleeve ---------------------------------------------------------------------------------------
@@ -327,7 +356,7 @@ class Router:
             owner = self.macs.get(frame[:6]) if not frame[0] & 1 else None
             targets = [owner] if owner in routes else sorted(routes)
             for peer in targets:
-                self.send_frame(peer, protocol.sleeve(self.name, peer, frame), routes)
+                self.send_frame(peer, protocol.sleeve(self.name, peer, frame, box=self.box), routes)
                 self.stats["frames_out"] += 1
 
     def on_udp(self) -> None:
@@ -346,14 +375,22 @@ class Router:
                 self.stats["dropped"] += 1
                 continue
             if dst == self.name:
+                if self.box is not None:
+                    try:
+                        frame = self.box.open(frame, protocol.bound(src, dst))
+                    except crypto.CryptoError:
+                        self.stats["dropped"] += 1
+                        continue
                 self.macs[frame[6:12]] = src
                 try:
                     os.write(self.tap_fd, frame)
                     self.stats["frames_in"] += 1
                 except OSError:
                     self.stats["dropped"] += 1
-            elif hops > 1:
-                self.send_frame(dst, protocol.sleeve(src, dst, frame, hops - 1), self.topology.routes())
+            elif hops > 1:  # a relay: sent on as it came (a sealed frame stays sealed)
+                s, d = src.encode(), dst.encode()
+                data = protocol.MAGIC + bytes([protocol.VERSION, hops - 1, len(s)]) + s + bytes([len(d)]) + d + frame
+                self.send_frame(dst, data, self.topology.routes())
                 self.stats["relayed"] += 1
 
     # -- control -------------------------------------------------------------------------------------------
@@ -417,7 +454,8 @@ class Router:
         ranges = [{"peer": e.peer, "start": ip_str(e.token), "end": ip_str(end), "size": end - e.token}
                   for e, end in self.ring.spans()]
         return {
-            "name": self.name, "uid": uid(self.me), "address": f"{self.address}:{self.port}", "encryption": False,
+            "name": self.name, "uid": uid(self.me), "address": f"{self.address}:{self.port}",
+            "encryption": self.key is not None,
             "peers": [{"name": p.name, "uid": uid(p), "address": p.address, "reachable": p.name in routes or p.name == self.name,
                        "via": routes.get(p.name) if routes.get(p.name) != p.name else None,
                        "connections": len(p.connections)} for p in sorted(self.topology.peers.values(), key=lambda p: p.name)],
@@ -445,6 +483,8 @@ class Router:
             loop.add_signal_handler(sig, stop.set)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        # a frame that does not fit the underlay's MTU after all (very long peer names) is fragmented, not lost
+        self.udp.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT
         self.udp.bind((self.address, self.port))
         self.udp.setblocking(False)
         loop.add_reader(self.udp.fileno(), self.on_udp)
@@ -482,7 +522,7 @@ class Router:
 
 
 def main(name: str, address: str, port: int, peers: list[str], cidr: str, seed: list[str], bridge: str,
-         state_dir: str, mtu: int) -> None:
+         state_dir: str, mtu: int, password: bytes | None = None) -> None:
     ipaddress.IPv4Address(address)
-    router = Router(name, address, port, peers, cidr, seed, bridge, state_dir, mtu)
+    router = Router(name, address, port, peers, cidr, seed, bridge, state_dir, mtu, password)
     asyncio.run(router.run())

@@ -15,7 +15,7 @@ from podnet.api.errors import ValidationError
 
 
 def test_defaults_and_fields():
-    assert mesh.parse({}, "t") == {"Peers": [], "Seed": [], "Port": 6783}
+    assert mesh.parse({}, "t") == {"Peers": [], "Seed": [], "Port": 6783, "PasswordFile": ""}
     conf = mesh.parse({"Peers": ["192.168.0.11", "192.168.0.12:7000"], "Seed": ["node1", "node2"]}, "t")
     assert conf["Peers"] == ["192.168.0.11", "192.168.0.12:7000"]
 
@@ -28,7 +28,8 @@ def test_defaults_and_fields():
     ({"Seed": ["node1", ""]}, "Backend.Seed[1]"),
     ({"Port": 0}, "Backend.Port"),
     ({"Port": True}, "Backend.Port"),
-    ({"PasswordFile": "/etc/pw"}, "Backend.PasswordFile"),  # no encryption yet: refused, not ignored
+    ({"PasswordFile": 1}, "Backend.PasswordFile"),
+    ({"FastDP": True}, "Backend.FastDP"),  # no fastdp yet: refused, not ignored
 ])
 def test_bad_fields_are_named(fields, field):
     with pytest.raises(ValidationError) as e:
@@ -54,14 +55,15 @@ def context(**conf) -> NodeContext:
 
 
 def test_router_command_line():
-    argv = mesh.router_argv(context(Peers=["192.168.0.11", "192.168.0.12"], Seed=["node1", "node2"]), 1450)
+    argv = mesh.router_argv(context(Peers=["192.168.0.11", "192.168.0.12"], Seed=["node1", "node2"],
+                                    PasswordFile="/etc/pw"), 1450)
     args = argv[argv.index("router") + 1:]
     pairs = dict(zip(args[::2], args[1::2]))
     assert pairs["--name"] == "node2" and pairs["--address"] == "192.168.0.12"
     assert pairs["--peers"] == "192.168.0.11"  # never itself
     assert pairs["--ipalloc-init"] == "seed=node1,node2" and pairs["--ipalloc-range"] == "10.244.0.0/16"
     assert pairs["--state-dir"] == "/var/lib/podnet/node2/mesh" and pairs["--bridge"] == mesh.BRIDGE
-    assert pairs["--mtu"] == "1450"
+    assert pairs["--mtu"] == "1450" and pairs["--password-file"] == "/etc/pw"
     assert "--peers" not in mesh.router_argv(context(Peers=["192.168.0.12"]), 1450)
 
 
