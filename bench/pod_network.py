@@ -5,7 +5,9 @@ Measured in the same run: a veth pair between two namespaces (the reference), po
 same node (bridge, and routed), pods on two nodes with host-gw, with vxlan, with bgp (the
 routed mode: /32s, BIRD's routes; both nodes on one segment, so nothing is encapsulated; the
 pod MTU is 1450 as the default pool allows VXLAN across segments, as Calico's auto-MTU does),
-and with udp (flannel's UDP backend: every packet through a userspace forwarder; pod MTU 1472).
+with udp (flannel's UDP backend: every packet through a userspace forwarder; pod MTU 1472), and
+with the Weave-style mesh, by its fast path (kernel VXLAN between the two peers) and by its
+sleeve alone (frames through the routers in Python; pod MTU 1372 for both).
 A lab per backend, so each gets its own MTU. Then, in the vxlan lab: the time from asking for a pod on
 node2 to the first ping reply it sends to a pod on node1. "Asking" is an apply, as with
 kubectl; the pod counts as created when node2's kubelet reports its container running (CNI ADD
@@ -129,18 +131,20 @@ def main() -> None:
     labs = []
     first_reply = []
     try:
-        for backend in ("host-gw", "vxlan", "bgp", "udp"):  # all up at once, so the cases can be interleaved
-            name = f"{tag}{backend[0]}"
+        setups = [("host-gw", "host-gw", None), ("vxlan", "vxlan", None), ("bgp", "bgp", None), ("udp", "udp", None),
+                  ("mesh fastdp", "mesh", None), ("mesh sleeve", "mesh", {"FastDP": False})]
+        for i, (label, backend, fields) in enumerate(setups):  # all up at once, so the cases can be interleaved
+            name = f"{tag}{i}"
             directory = tempfile.mkdtemp(prefix="pn-bench-")
             labs.append((name, directory))
-            state = topology.up(name, directory, 2, backend, "sqlite")
+            state = topology.up(name, directory, 2, backend, "sqlite", backend_fields=fields)
             store = open_store(state.store_url)
             server = pod(state, store, "server", "node1")
             local = pod(state, store, "local", "node1")
             remote = pod(state, store, "remote", "node2")
             if backend in ("host-gw", "bgp"):
                 cases["same node (routed)" if backend == "bgp" else "same node (bridge)"] = (server, local)
-            cases[f"cross-node {backend}"] = (server, remote)
+            cases[f"cross-node {label}"] = (server, remote)
             if backend == "vxlan":
                 first_reply = time_first_replies(state, store, server["status"]["podIP"], args.first_reply_samples)
             store.close()
@@ -173,6 +177,12 @@ def main() -> None:
         udp = by["cross-node udp"]
         print(f"  cross-node udp / vxlan = {udp / by['cross-node vxlan']:.2f}x; udp {udp:.2f} Gbit/s "
               f"({'goal met' if udp >= 1.0 else 'goal not met'}: at least 1 Gbit/s at the lab's MTU)")
+    if by.get("cross-node vxlan"):
+        for label in ("mesh fastdp", "mesh sleeve"):
+            if by.get(f"cross-node {label}"):
+                ratio = by[f"cross-node {label}"] / by["cross-node vxlan"]
+                goal = f" ({'goal met' if ratio >= 0.9 else 'goal not met'}: within 10% of vxlan)" if label == "mesh fastdp" else ""
+                print(f"  cross-node {label} / vxlan = {ratio:.2f}x{goal}")
     if by.get("cross-node bgp") and by.get("cross-node host-gw"):
         ratio = by["cross-node bgp"] / by["cross-node host-gw"]
         print(f"  cross-node bgp / host-gw = {ratio:.2f}x ({'goal met' if ratio >= 0.95 else 'goal not met'}: within 5%)")

@@ -51,10 +51,13 @@ def mesh() -> None:
 @click.option("--state-dir", required=True, type=click.Path(file_okay=False),
               help="control.sock, and ipam.json (the ring and this peer's allocations, kept across restarts).")
 @click.option("--mtu", default=1450, show_default=True, help="The pods' MTU (the TAP device's).")
+@click.option("--fastdp-port", default=6784, show_default=True,
+              help="UDP port of the kernel VXLAN path between directly connected peers; 0: sleeve only. "
+                   "Off with a password (it cannot be encrypted). Weave: fastdp (6784), --no-fastdp.")
 @click.option("--password-file", type=click.Path(dir_okay=False), default=None,
               help="Encrypt everything with this password (its first line), shared by all peers. Weave: WEAVE_PASSWORD.")
 def router_cmd(name: str, address: str, port: int, peers: str, cidr: str, init: str, bridge: str, state_dir: str,
-               mtu: int, password_file: str | None) -> None:
+               mtu: int, fastdp_port: int, password_file: str | None) -> None:
     """Run the mesh router of this node (in its network namespace), until SIGTERM."""
     import ipaddress
 
@@ -83,7 +86,8 @@ def router_cmd(name: str, address: str, port: int, peers: str, cidr: str, init: 
             raise click.BadParameter(f"cannot read it: {e.strerror}", param_hint="--password-file") from None
         if not password:
             raise click.BadParameter("its first line is empty", param_hint="--password-file")
-    router.main(name, address, port, [p for p in peers.split(",") if p], cidr, seed, bridge, state_dir, mtu, password)
+    router.main(name, address, port, [p for p in peers.split(",") if p], cidr, seed, bridge, state_dir, mtu, password,
+                fastdp_port)
 
 
 @mesh.command("status")

@@ -35,7 +35,7 @@ import time
 
 from ..ipam.ring import Ring, RingError, ip_str
 from ..ipam.ringalloc import RingAllocator
-from . import crypto, protocol, tap
+from . import crypto, fastdp, protocol, tap
 from .topology import PeerEntry, Topology, uid
 
 GOSSIP_EVERY = 5.0
@@ -57,6 +57,8 @@ class Connection:
         self.peer = ""
         self.writer: asyncio.StreamWriter | None = None
         self.channel: crypto.Channel | None = None  # with a password: this connection's sealing
+        self.fastdp = False                          # both ends can: frames go through the kernel's VXLAN
+        self.peer_address = ""                       # the peer's underlay address
         self.since = time.time()
 
     def send(self, msg: dict) -> None:
@@ -66,8 +68,11 @@ class Connection:
 
 class Router:
     def __init__(self, name: str, address: str, port: int, peers: list[str], cidr: str, seed: list[str],
-                 bridge: str, state_dir: str, mtu: int, password: bytes | None = None) -> None:
+                 bridge: str, state_dir: str, mtu: int, password: bytes | None = None, fastdp_port: int = 6784) -> None:
         self.name, self.address, self.port = name, address, port
+        # fastdp between peers that connect directly, unless off (0) or encrypted (it cannot be)
+        self.fastdp = fastdp.FastDP(bridge, address, fastdp_port, mtu, TAP_NAME) if fastdp_port and not password else None
+        self.fastdp_why = "off (--fastdp-port 0)" if not fastdp_port else "off: encryption covers the sleeve only" if password else ""
         self.key = crypto.password_key(password) if password else None
         self.box = crypto.Sleeve(self.key) if self.key else None
         self.initial = [p if ":" in p else f"{p}:{port}" for p in peers]
@@ -81,6 +86,7 @@ class Router:
         self.by_address: dict[str, Connection] = {}   # dialled targets
         self.inbound: list[Connection] = []
         self.established: dict[str, Connection] = {}  # peer name -> its connection
+        self.fast: set[str] = set()                   # peers reached through fastdp
         self.macs: dict[bytes, str] = {}              # MAC -> peer that has it
         self.udp: socket.socket | None = None
         self.tap_fd = -1
@@ -169,6 +175,9 @@ class Router:
 
     # -- topology and gossip ------------------------------------------------------------------------
     def connections_changed(self) -> None:
+        if self.fastdp is not None:
+            self.fast = {name for name, c in self.established.items() if c.fastdp}
+            self.fastdp.set_peers({c.peer_address for c in self.established.values() if c.fastdp})
         if self.topology.set_my_connections(set(self.established)):
             self.gossip()
 
@@ -248,7 +257,7 @@ class Router:
         try:
             writer.write(protocol.encode({"type": "hello", "name": self.name, "incarnation": self.me.incarnation,
                                           "version": protocol.VERSION, "port": self.port, "nonce": nonce.hex(),
-                                          "encryption": self.key is not None}))
+                                          "encryption": self.key is not None, "fastdp": self.fastdp is not None}))
             hello = await asyncio.wait_for(protocol.read_message(reader), 10)
             problem = self.refuse(hello)
             if problem:
@@ -278,6 +287,8 @@ class Router:
                 if old.writer:
                     old.writer.close()
             conn.state, conn.reason, conn.since = "established", "", time.time()
+            conn.fastdp = bool(hello.get("fastdp")) and self.fastdp is not None
+            conn.peer_address = str(writer.get_extra_info("peername")[0])  # where its VXLAN packets come from
             self.established[conn.peer] = conn
             log(f"connection to {conn.peer} ({conn.address}) established")
             self.connections_changed()
@@ -354,7 +365,7 @@ class Router:
                 continue
             routes = self.topology.routes()
             owner = self.macs.get(frame[:6]) if not frame[0] & 1 else None
-            targets = [owner] if owner in routes else sorted(routes)
+            targets = [owner] if owner in routes else sorted(p for p in routes if p not in self.fast)
             for peer in targets:
                 self.send_frame(peer, protocol.sleeve(self.name, peer, frame, box=self.box), routes)
                 self.stats["frames_out"] += 1
@@ -447,7 +458,8 @@ class Router:
                     and conn.state != "established":
                 continue  # this peer is reached through the connection it made to us
             conns.append({"direction": "->" if conn.outbound else "<-", "address": conn.address, "state": conn.state,
-                          "peer": conn.peer, "encapsulation": "sleeve" if conn.state == "established" else "",
+                          "peer": conn.peer,
+                          "encapsulation": ("fastdp" if conn.fastdp else "sleeve") if conn.state == "established" else "",
                           "reason": conn.reason})
         shares = self.ring.shares()
         size = self.ring.end - self.ring.start
@@ -456,6 +468,7 @@ class Router:
         return {
             "name": self.name, "uid": uid(self.me), "address": f"{self.address}:{self.port}",
             "encryption": self.key is not None,
+            "fastdp": self.fastdp_why or (self.fastdp.problem if self.fastdp else "") or "on",
             "peers": [{"name": p.name, "uid": uid(p), "address": p.address, "reachable": p.name in routes or p.name == self.name,
                        "via": routes.get(p.name) if routes.get(p.name) != p.name else None,
                        "connections": len(p.connections)} for p in sorted(self.topology.peers.values(), key=lambda p: p.name)],
@@ -490,6 +503,9 @@ class Router:
         loop.add_reader(self.udp.fileno(), self.on_udp)
         self.tap_fd = tap.open_tap(TAP_NAME, self.bridge, self.mtu)
         loop.add_reader(self.tap_fd, self.on_tap)
+        if self.fastdp is not None and not self.fastdp.setup():
+            log(f"fastdp: {self.fastdp.problem}; everything goes through the sleeve")
+            self.fastdp_why, self.fastdp = self.fastdp.problem, None
         server = await asyncio.start_server(self.accept, self.address, self.port)
         sock = os.path.join(self.dir, "control.sock")
         if os.path.exists(sock):
@@ -522,7 +538,7 @@ class Router:
 
 
 def main(name: str, address: str, port: int, peers: list[str], cidr: str, seed: list[str], bridge: str,
-         state_dir: str, mtu: int, password: bytes | None = None) -> None:
+         state_dir: str, mtu: int, password: bytes | None = None, fastdp_port: int = 6784) -> None:
     ipaddress.IPv4Address(address)
-    router = Router(name, address, port, peers, cidr, seed, bridge, state_dir, mtu, password)
+    router = Router(name, address, port, peers, cidr, seed, bridge, state_dir, mtu, password, fastdp_port)
     asyncio.run(router.run())

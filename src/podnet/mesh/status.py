@@ -8,7 +8,8 @@ def render(st: dict) -> str:
     established = [c for c in st["connections"] if c["state"] == "established"]
     lines = [
         f"        Router: {st['name']} ({st['uid']}) on {st['address']}",
-        f"    Encryption: {'enabled' if st['encryption'] else 'disabled'}",
+        f"    Encryption: {'enabled (ChaCha20-Poly1305, keys from the password)' if st['encryption'] else 'disabled'}",
+        f"        FastDP: {st.get('fastdp', 'off')}",
         f"         Peers: {len(peers)} (with {len(established)} established connections)",
         f"   Connections: {len(st['connections'])}",
     ]

@@ -15,7 +15,8 @@ from podnet.api.errors import ValidationError
 
 
 def test_defaults_and_fields():
-    assert mesh.parse({}, "t") == {"Peers": [], "Seed": [], "Port": 6783, "PasswordFile": ""}
+    assert mesh.parse({}, "t") == {"Peers": [], "Seed": [], "Port": 6783, "FastDP": True, "FastDPPort": 6784,
+                                   "PasswordFile": ""}
     conf = mesh.parse({"Peers": ["192.168.0.11", "192.168.0.12:7000"], "Seed": ["node1", "node2"]}, "t")
     assert conf["Peers"] == ["192.168.0.11", "192.168.0.12:7000"]
 
@@ -29,7 +30,8 @@ def test_defaults_and_fields():
     ({"Port": 0}, "Backend.Port"),
     ({"Port": True}, "Backend.Port"),
     ({"PasswordFile": 1}, "Backend.PasswordFile"),
-    ({"FastDP": True}, "Backend.FastDP"),  # no fastdp yet: refused, not ignored
+    ({"FastDP": "yes"}, "Backend.FastDP"),
+    ({"FastDPPort": 6783}, "Backend.FastDPPort"),
 ])
 def test_bad_fields_are_named(fields, field):
     with pytest.raises(ValidationError) as e:
@@ -43,7 +45,7 @@ def test_guard_keeps_pods_off_every_mesh_port():
     assert {r["chain"] for r in rules} == {"input", "forward"}
     udp = next(r for r in rules if r["chain"] == "input" and "UDP" in r["comment"])
     assert udp["expr"][0]["match"]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}
-    assert udp["expr"][1]["match"]["right"] == 6783
+    assert udp["expr"][1]["match"]["right"] == {"set": [6783, 6784]}
     tcp = next(r for r in rules if r["chain"] == "forward" and "TCP" in r["comment"])
     assert tcp["expr"][1]["match"]["right"] == 6783
     assert cmds[1] == {"delete": {"table": {"family": "ip", "name": "podnet_overlay"}}}  # replaced as a whole
@@ -63,7 +65,8 @@ def test_router_command_line():
     assert pairs["--peers"] == "192.168.0.11"  # never itself
     assert pairs["--ipalloc-init"] == "seed=node1,node2" and pairs["--ipalloc-range"] == "10.244.0.0/16"
     assert pairs["--state-dir"] == "/var/lib/podnet/node2/mesh" and pairs["--bridge"] == mesh.BRIDGE
-    assert pairs["--mtu"] == "1450" and pairs["--password-file"] == "/etc/pw"
+    assert pairs["--mtu"] == "1450" and pairs["--password-file"] == "/etc/pw" and pairs["--fastdp-port"] == "6784"
+    assert "0" == dict(zip(*[iter(mesh.router_argv(context(FastDP=False), 1450)[5:])] * 2))["--fastdp-port"]
     assert "--peers" not in mesh.router_argv(context(Peers=["192.168.0.12"]), 1450)
 
 

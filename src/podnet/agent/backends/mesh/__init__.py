@@ -9,8 +9,8 @@ per node (`podnet-mesh`), holding an address of the node's own from the ring (as
 expose`), which is the pods' default gateway. Pod to pod is plain L2 (ARP crosses the overlay);
 pod to Service goes through the node, as with every backend.
 
-Not here yet (Weave has it): the fastdp path (kernel VXLAN between peers that reach each other
-directly); every frame goes through the sleeve.
+Peers that connect directly use fastdp (podnet.mesh.fastdp: the kernel's VXLAN on the bridge)
+unless the mesh is encrypted; the sleeve carries the rest (relayed peers, or everything).
 
     module      job
     (this)      the Backend: config, bridge, guard, status; the router supervised in its own session
@@ -21,6 +21,7 @@ Backend section of the cluster config (Weave's flags in brackets):
     {"Type": "mesh", "Peers": ["192.168.0.1"],        # whom to connect to first [weave launch PEERS]
      "Seed": ["node1", "node2", "node3"],              # who divides the range at first [--ipalloc-init seed=]
      "Port": 6783,                                     # TCP for the routers, UDP for the sleeve
+     "FastDP": true, "FastDPPort": 6784,               # kernel VXLAN between direct peers [--no-fastdp]
      "PasswordFile": "/etc/podnet/mesh-password"}      # encrypt everything [WEAVE_PASSWORD]
 """
 
@@ -46,7 +47,7 @@ BRIDGE_HANDLE = "node:{node}"    # the bridge's own address in the ring (Weave's
 # and, with a password, a nonce and a tag (28): 128 leaves 58 bytes for the names. Weave's sleeve
 # MTU is 1376 on a 1500 underlay for the same reasons.
 OVERHEAD = 128
-FIELDS = {"Peers": list, "Seed": list, "Port": int, "PasswordFile": str}
+FIELDS = {"Peers": list, "Seed": list, "Port": int, "FastDP": bool, "FastDPPort": int, "PasswordFile": str}
 ALLOCATE_TIMEOUT = 10.0
 
 
@@ -56,7 +57,7 @@ def parse(fields: dict, source: str) -> dict:
     if unknown:
         raise ValidationError(f"Backend.{unknown[0]}", f"unknown field for backend mesh (expected {', '.join(FIELDS)})",
                               source)
-    out = {"Peers": [], "Seed": [], "Port": 6783, "PasswordFile": ""}
+    out = {"Peers": [], "Seed": [], "Port": 6783, "FastDP": True, "FastDPPort": 6784, "PasswordFile": ""}
     for name, kind in FIELDS.items():
         if name not in fields:
             continue
@@ -77,15 +78,19 @@ def parse(fields: dict, source: str) -> dict:
     for i, name in enumerate(out["Seed"]):
         if not isinstance(name, str) or not name:
             raise ValidationError(f"Backend.Seed[{i}]", f"must be a node name, not {name!r}", source)
-    if not 0 < out["Port"] < 65536:
-        raise ValidationError("Backend.Port", f"must be a port number, not {out['Port']!r}", source)
+    for name in ("Port", "FastDPPort"):
+        if not 0 < out[name] < 65536:
+            raise ValidationError(f"Backend.{name}", f"must be a port number, not {out[name]!r}", source)
+    if out["Port"] == out["FastDPPort"]:
+        raise ValidationError("Backend.FastDPPort", f"must differ from Port ({out['Port']}): the sleeve and VXLAN both "
+                                                    "use UDP", source)
     return out
 
 
 def guard(network: str, conf: dict) -> list[dict]:
     """One transaction replacing `table ip podnet_overlay`: pods may not talk to any node's
-    router (TCP and UDP Port). Otherwise a pod could hand a router a forged frame, which it
-    would put on a bridge past NetworkPolicy, or join the mesh as a peer."""
+    router or fast path (TCP and UDP Port, UDP FastDPPort). Otherwise a pod could hand a router
+    or a VXLAN port a forged frame, which would land on a bridge past NetworkPolicy."""
     net = ipaddress.ip_network(network)
     t = {"family": "ip", "table": OVERLAY_TABLE}
     pods = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
@@ -103,7 +108,7 @@ def guard(network: str, conf: dict) -> list[dict]:
     ]
     for hook in ("input", "forward"):
         cmds.append({"add": {"chain": {**t, "name": hook, "type": "filter", "hook": hook, "prio": -10, "policy": "accept"}}})
-        for proto, ports in (("udp", [conf["Port"]]), ("tcp", [conf["Port"]])):
+        for proto, ports in (("udp", [conf["Port"], conf["FastDPPort"]]), ("tcp", [conf["Port"]])):
             cmds.append({"add": {"rule": {**t, "chain": hook, "comment": f"no {proto.upper()} from pods to the mesh",
                                           "expr": [pods, port(proto, ports), {"counter": "pod-to-overlay"}, {"drop": None}]}}})
     return cmds
@@ -122,6 +127,7 @@ def router_argv(ctx: NodeContext, mtu: int) -> list[str]:
         argv += ["--ipalloc-init", "seed=" + ",".join(c["Seed"])]
     if c["PasswordFile"]:
         argv += ["--password-file", c["PasswordFile"]]
+    argv += ["--fastdp-port", str(c["FastDPPort"] if c["FastDP"] else 0)]
     return argv
 
 
