@@ -79,7 +79,7 @@ def test_cluster_config_defaults():
     ({"Network": "10.244.0.0/16", "SubnetMin": "10.244.1.7"}, "SubnetMin"),
     ({"Network": "10.244.0.0/16", "SubnetMax": "10.9.0.0"}, "SubnetMax"),
     ({"Network": "10.244.0.0/16", "SubnetMin": "10.244.9.0", "SubnetMax": "10.244.2.0"}, "SubnetMin"),
-    ({"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}, "Backend.Type"),
+    ({"Network": "10.244.0.0/16", "Backend": {"Type": "ipip"}}, "Backend.Type"),
     ({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 0}}, "Backend.VNI"),
     ({"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "Port": 99999}}, "Backend.Port"),
     ({"Network": "10.244.0.0/16", "Typo": 1}, "Typo"),

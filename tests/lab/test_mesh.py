@@ -83,6 +83,7 @@ def test_status_shows_full_membership_and_the_whole_range_owned(lab):
     for node in ("node1", "node2", "node3"):
         st = status(lab, node)
         assert established(st) == {"node1", "node2", "node3"} - {node}
+        assert {c["encapsulation"] for c in st["connections"] if c["state"] == "established"} == {"fastdp"}
         total = sum(b - a for peer in ("node1", "node2", "node3") for a, b in owned(st, peer))
         assert total == 1 << 16  # 10.244.0.0/16, every address owned by exactly one of them
     text = subprocess.run([".venv/bin/podnet", "mesh", "status", "node2"], capture_output=True, text=True,
@@ -114,6 +115,7 @@ def test_with_node1_and_node3_cut_apart_their_pods_talk_through_node2(lab, six):
         st = status(lab, "node1")
         relayed = {p["name"]: p for p in st["peers"]}["node3"]
         assert relayed.get("via") == "node2", st["peers"]
+        assert status(lab, "node2")["sleeve"]["relayed"] > 0  # through node2's router: the sleeve, not fastdp
     finally:
         block(lab, "node1", "node3", False)
     assert wait_for(lambda: "node3" in established(status(lab, "node1")), 60)
