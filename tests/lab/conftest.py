@@ -113,3 +113,13 @@ def pods_a_b_and_web(lab: "Lab", store) -> None:
     workloads.apply_service(store, parse_service(
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
          "spec": {"selector": {"app": "b"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "test"))
+
+
+@pytest.fixture(scope="module")
+def six(lab):
+    """Six echo pods, two on each node of the requesting module's 3-node `lab`, serving."""
+    from tests.lab.test_cluster import six_pods
+
+    pods = six_pods(lab)
+    time.sleep(0.5)  # the echo servers start listening
+    return pods

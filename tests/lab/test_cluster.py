@@ -28,6 +28,18 @@ def six_pods(lab) -> list[dict]:
     return pods
 
 
+def pod_netns(pod: dict) -> str:
+    return pod["metadata"]["annotations"]["podnet.io/netns"]
+
+
+def assert_every_pair_reaches_with_its_own_ip(pods: list[dict]) -> None:
+    """Ping and a TCP connection for every ordered pair; the server must see the client's own IP."""
+    results = full_matrix(pods)
+    ip_of = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+    bad = {pair: r for pair, r in results.items() if not r[0] or r[1] != ip_of[pair[0]]}
+    assert not bad, "\n" + probe.grid(sorted(ip_of), results, ok=lambda r: r[0] and r[1]) + f"\n{bad}"
+
+
 def full_matrix(pods):
     def check(a, b):
         src = a["metadata"]["annotations"]["podnet.io/netns"]

@@ -16,7 +16,7 @@ import pytest
 from podnet.agent.backends import mesh as mesh_backend
 from podnet.lab import probe, topology
 from tests.lab.conftest import module_lab, wait_for
-from tests.lab.test_cluster import full_matrix, six_pods
+from tests.lab.test_cluster import assert_every_pair_reaches_with_its_own_ip, pod_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -53,22 +53,11 @@ def lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture(scope="module")
-def six(lab):
-    pods = six_pods(lab)
-    time.sleep(0.5)  # the echo servers start listening
-    return pods
-
-
-def netns(pod: dict) -> str:
-    return pod["metadata"]["annotations"]["podnet.io/netns"]
+netns = pod_netns
 
 
 def test_every_pod_reaches_every_pod_with_its_own_ip_on_one_subnet(lab, six):
-    results = full_matrix(six)
-    ip_of = {p["metadata"]["name"]: p["status"]["podIP"] for p in six}
-    bad = {pair: r for pair, r in results.items() if not r[0] or r[1] != ip_of[pair[0]]}
-    assert not bad, "\n" + probe.grid(sorted(ip_of), results, ok=lambda r: r[0] and r[1]) + f"\n{bad}"
+    assert_every_pair_reaches_with_its_own_ip(six)
     # one flat subnet: each pod's eth0 has the cluster prefix, and its address is from its node's ranges
     st = status(lab, "node1")
     for p in six:

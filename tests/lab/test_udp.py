@@ -20,7 +20,7 @@ from podnet.kernel import netns as kns
 from podnet.lab import probe, topology
 from tests.conftest import ip_json
 from tests.lab.conftest import module_lab, wait_for
-from tests.lab.test_cluster import full_matrix, six_pods
+from tests.lab.test_cluster import assert_every_pair_reaches_with_its_own_ip, pod_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -35,25 +35,14 @@ def lab(tmp_path_factory):
         yield lab
 
 
-@pytest.fixture(scope="module")
-def six(lab):
-    pods = six_pods(lab)
-    time.sleep(0.5)  # the echo servers start listening
-    return pods
-
-
-def netns(pod: dict) -> str:
-    return pod["metadata"]["annotations"]["podnet.io/netns"]
+netns = pod_netns
 
 
 def test_every_pod_reaches_every_pod_with_its_own_ip_through_the_tun_devices(lab, six):
     for node in lab.state.nodes:
         link = next(l for l in ip_json(node.netns, "-d", "link") if l["ifname"] == udp.DEVICE)
         assert link["linkinfo"]["info_kind"] == "tun" and link["mtu"] == 1500 - 28
-    results = full_matrix(six)
-    ip_of = {p["metadata"]["name"]: p["status"]["podIP"] for p in six}
-    bad = {pair: r for pair, r in results.items() if not r[0] or r[1] != ip_of[pair[0]]}
-    assert not bad, "\n" + probe.grid(sorted(ip_of), results, ok=lambda r: r[0] and r[1]) + f"\n{bad}"
+    assert_every_pair_reaches_with_its_own_ip(six)
 
 
 def test_the_underlay_carries_the_inner_packet_as_the_whole_udp_payload(lab, six):

@@ -32,7 +32,8 @@ def handle_for(container_id: str, ifname: str) -> str:
     return f"podnet.{container_id}.{ifname}"
 
 
-def _error(version: str, code: int, msg: str, details: str = "") -> tuple[int, str]:
+def error_result(version: str, code: int, msg: str, details: str = "") -> tuple[int, str]:
+    """(exit code 1, the spec's error JSON) for a failed CNI request."""
     out = {"cniVersion": version, "code": code, "msg": msg}
     if details:
         out["details"] = details
@@ -95,7 +96,7 @@ class RoutedDelegate:
             try:
                 ip = self.allocator.assign(handle, self.pod_of(env), self.requested_pools(env))
             except (IPAMError, ValueError) as e:
-                return _error(version, 999, "podnet IPAM: cannot assign an address", str(e))
+                return error_result(version, 999, "podnet IPAM: cannot assign an address", str(e))
             code, out = self._plugin(env, conf, [ip])
             if code != 0 and not held:
                 self.allocator.release(handle)
@@ -108,7 +109,7 @@ class RoutedDelegate:
         if command == "CHECK":
             ips = self.allocator.ips_of(handle)
             if not ips:
-                return _error(version, 999, f"podnet IPAM: no address is recorded for {handle}")
+                return error_result(version, 999, f"podnet IPAM: no address is recorded for {handle}")
             return self._plugin(env, conf, ips)
         if command == "GC":
             valid = {handle_for(a.get("containerID", ""), a.get("ifname", ""))

@@ -176,8 +176,11 @@ class Router:
     # -- topology and gossip ------------------------------------------------------------------------
     def connections_changed(self) -> None:
         if self.fastdp is not None:
-            self.fast = {name for name, c in self.established.items() if c.fastdp}
+            fast = {name for name, c in self.established.items() if c.fastdp}
             self.fastdp.set_peers({c.peer_address for c in self.established.values() if c.fastdp})
+            for peer in fast - self.fast:  # its MACs were learnt on the sleeve's port: fastdp from now on
+                self.fastdp.forget_on(TAP_NAME, [":".join(f"{b:02x}" for b in m) for m, p in self.macs.items() if p == peer])
+            self.fast = fast
         if self.topology.set_my_connections(set(self.established)):
             self.gossip()
 

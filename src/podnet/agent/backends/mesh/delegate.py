@@ -12,17 +12,10 @@ from typing import Callable
 
 from ....cni.skel import dispatch
 from ....plugins import bridge
-from ...routed_cni import handle_for
+from ...routed_cni import PASSED_ON, handle_for
+from ...routed_cni import error_result as _error
 
-PASSED_ON = ("prevResult", "runtimeConfig", "args", "cni.dev/valid-attachments")
 TRY_AGAIN_LATER = 11
-
-
-def _error(version: str, code: int, msg: str, details: str = "") -> tuple[int, str]:
-    out = {"cniVersion": version, "code": code, "msg": msg}
-    if details:
-        out["details"] = details
-    return 1, json.dumps(out)
 
 
 class MeshDelegate:
