@@ -152,6 +152,7 @@ def test_rmpeer_gives_a_dead_nodes_space_to_a_live_one(lab, six):
     """Last in this module: node3 goes."""
     st = status(lab, "node1")
     space = owned(st, "node3")
+    free_before = st["ipam"]["free"]
     assert space
     topology.remove_node(lab.state, "node3")
     assert wait_for(lambda: "node3" not in established(status(lab, "node1")), 20)
@@ -163,6 +164,9 @@ def test_rmpeer_gives_a_dead_nodes_space_to_a_live_one(lab, six):
     mine = owned(status(lab, "node1"), "node1")
     assert all(any(a <= s and e <= b for a, b in mine) for s, e in space), (space, mine)
     assert owned(status(lab, "node2"), "node1") == mine  # the change reached node2 by gossip
+    broadcast = int(ipaddress.IPv4Address("10.244.255.255"))
+    gained = sum(e - s for s, e in space) - sum(1 for s, e in space if s <= broadcast < e)
+    assert status(lab, "node1")["ipam"]["free"] == free_before + gained  # all of it allocatable by node1
 
 
 
@@ -177,9 +181,17 @@ def secret_lab(tmp_path_factory):
 
 
 def capture(ns: str, iface: str, path: str) -> subprocess.Popen:
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-U", "-n", "-s", "0", "-i", iface, "-w", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)  # tcpdump is listening
+    """tcpdump writing to `path`, returned once it says it is listening."""
+    # --immediate-mode: otherwise packets wait in the kernel's ring for its block timeout, and a
+    # capture stopped before that has written none of them
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "--immediate-mode", "-U", "-n", "-s", "0", "-i", iface,
+                             "-w", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said = ""
+    while "listening on" not in said:  # "listening on IFACE, link-type ..." (after notes such as the link type)
+        line = proc.stderr.readline()
+        assert line, f"tcpdump did not start: {said}"
+        said += line
     return proc
 
 
@@ -192,8 +204,8 @@ def test_with_a_password_the_underlay_carries_no_plaintext(secret_lab, tmp_path)
     a, b = lab.apply_pod("sa", "node1"), lab.apply_pod("sb", "node2")
     time.sleep(0.5)
     marker = b"PODNET-MESH-SECRET-0123456789"
-    under, inner = str(tmp_path / "underlay.pcap"), str(tmp_path / "node2.pcap")
-    caps = [capture(lab.state.underlay, "any", under), capture(lab.state.node("node2").netns, mesh_backend.BRIDGE, inner)]
+    under, inner = str(tmp_path / "underlay.pcap"), str(tmp_path / "sb.pcap")
+    caps = [capture(lab.state.underlay, "any", under), capture(netns(b), "eth0", inner)]  # inner: where it arrives
     try:
         line, err, _ = probe.tcp_exchange(netns(a), b["status"]["podIP"], 8080, send=marker + b"\n")
         assert not err and line.split()[0] == a["status"]["podIP"], (line, err)
