@@ -42,6 +42,7 @@ from ...render import OVERLAY_TABLE
 from .. import Backend, NodeContext, register
 
 BRIDGE = "podnet-mesh"
+FASTDP_DEVICE = "podnet-fastdp"  # made by the router (podnet.mesh.fastdp)
 BRIDGE_HANDLE = "node:{node}"    # the bridge's own address in the ring (Weave's `weave expose`)
 # The sleeve carries whole Ethernet frames (14) in UDP (28) with its header (6 + two peer names)
 # and, with a password, a nonce and a tag (28): 128 leaves 58 bytes for the names. Weave's sleeve
@@ -204,8 +205,22 @@ class RouterProcess:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (an exited child of ours is reaped, not counted as running)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by an earlier agent)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Mesh(Backend):
@@ -232,6 +247,7 @@ class Mesh(Backend):
         ctx.devices["bridge"] = nl.link(BRIDGE)
         ctx.devices["router"] = RouterProcess(ctx.state_dir, ctx.log)
         ctx.devices["bridge_ip"] = ""
+        ctx.devices["bridge_lock"] = threading.Lock()
         return {}
 
     def cni_delegate(self, ctx: NodeContext, mtu: int, cni_path: str):
@@ -249,6 +265,10 @@ class Mesh(Backend):
         """The bridge's address from the ring (the pods' gateway), and whether it was set now.
         Kept across restarts: the router answers the same handle with the same address. Raises
         when the router cannot give one yet (not running, the ring not known yet)."""
+        with ctx.devices["bridge_lock"]:  # the CNI server's threads and the agent's loop both ask
+            return self._ensure_bridge_address(ctx, timeout)
+
+    def _ensure_bridge_address(self, ctx: NodeContext, timeout: float) -> tuple[str, bool]:
         if ctx.devices.get("bridge_ip"):
             return ctx.devices["bridge_ip"], False
         ip = self.client(ctx).allocate(BRIDGE_HANDLE.format(node=ctx.node), timeout=timeout)
@@ -295,7 +315,7 @@ class Mesh(Backend):
     def teardown(self, nl: rtnl.Netlink, state_dir: str = "") -> None:
         if state_dir:
             RouterProcess(state_dir).stop()
-        for name in (BRIDGE,):
+        for name in (FASTDP_DEVICE, BRIDGE):  # (the router's TAP device went with it)
             link = nl.link(name)
             if link is not None:
                 nl.delete_link(link.index)
