@@ -83,6 +83,7 @@ def reach(netns: str, ip: str, port: int, protocol: str = "TCP", timeout: float 
                 s.connect((ip, port))
                 return True
             s.settimeout(timeout / 2)
+            _fresh_source_port(s)
             s.connect((ip, port))
             for _ in range(2):  # a datagram may wait for ARP or be lost: ask twice
                 s.send(b"probe\n")
@@ -93,6 +94,26 @@ def reach(netns: str, ip: str, port: int, protocol: str = "TCP", timeout: float 
             return False
         except OSError:
             return False
+
+
+_next_port = [20000]
+_port_lock = __import__("threading").Lock()
+
+
+def _fresh_source_port(s) -> None:
+    """A UDP probe's source port, new for every probe of this process (20000-31999, in turn).
+    A random ephemeral port can repeat one an earlier probe used to the same pod within the
+    conntrack timeout; the policy table accepts `ct state established` (replies of allowed
+    flows), so that probe would pass as the old, allowed flow even after a policy blocks it."""
+    for _ in range(8):
+        with _port_lock:
+            port = _next_port[0]
+            _next_port[0] = 20000 + (port - 20000 + 1) % 12000
+        try:
+            s.bind(("0.0.0.0", port))
+            return
+        except OSError:
+            continue  # in use here: the next one
 
 
 def pod_label(pod: dict) -> str:
