@@ -111,7 +111,8 @@ def _u32(b: bytes) -> int:
     return struct.unpack("=I", b[:4])[0]
 
 
-def _mac(b: bytes) -> str:
+def mac_str(b: bytes) -> str:
+    """aa:bb:cc:dd:ee:ff of 6 bytes."""
     return ":".join(f"{x:02x}" for x in b)
 
 
@@ -261,7 +262,7 @@ class Netlink:
         if IFLA_MTU in a:
             link.mtu = _u32(a[IFLA_MTU])
         if IFLA_ADDRESS in a:
-            link.mac = _mac(a[IFLA_ADDRESS])
+            link.mac = mac_str(a[IFLA_ADDRESS])
         if IFLA_MASTER in a:
             link.master = _u32(a[IFLA_MASTER])
         if IFLA_PROMISCUITY in a:
@@ -533,5 +534,5 @@ class Netlink:
             a = parse_attrs(body[_NDMSG.size:])
             dst = a.get(NDA_DST)
             ip = _ip_str(AF_INET6 if dst and len(dst) == 16 else AF_INET, dst) if dst else ""
-            out.append((ip, _mac(a[NDA_LLADDR]) if NDA_LLADDR in a else "", state))
+            out.append((ip, mac_str(a[NDA_LLADDR]) if NDA_LLADDR in a else "", state))
         return out

@@ -19,7 +19,7 @@ def underlay(topo: Topology) -> None:
     ip("-n", u, "link", "set", "lo", "up")
     for seg in topo.segments:
         # a MAC of its own: one it took from a node's port would change when that node leaves
-        mac = ":".join(f"{b:02x}" for b in rtnl.random_mac())
+        mac = rtnl.mac_str(rtnl.random_mac())
         ip("-n", u, "link", "add", seg.bridge, "address", mac, "type", "bridge")
         ip("-n", u, "link", "set", seg.bridge, "up")
     ip("-n", u, "addr", "add", f"{topo.outside}/24", "dev", topo.segments[0].bridge)

@@ -34,6 +34,7 @@ import sys
 import time
 
 from ..ipam.ring import Ring, RingError, ip_str
+from ..kernel import rtnl
 from ..ipam.ringalloc import RingAllocator
 from . import crypto, fastdp, protocol, tap
 from .topology import PeerEntry, Topology, uid
@@ -179,7 +180,7 @@ class Router:
             fast = {name for name, c in self.established.items() if c.fastdp}
             self.fastdp.set_peers({c.peer_address for c in self.established.values() if c.fastdp})
             for peer in fast - self.fast:  # its MACs were learnt on the sleeve's port: fastdp from now on
-                self.fastdp.forget_on(TAP_NAME, [":".join(f"{b:02x}" for b in m) for m, p in self.macs.items() if p == peer])
+                self.fastdp.forget_on(TAP_NAME, [rtnl.mac_str(m) for m, p in self.macs.items() if p == peer])
             self.fast = fast
         if self.topology.set_my_connections(set(self.established)):
             self.gossip()
@@ -401,10 +402,8 @@ class Router:
                     self.stats["frames_in"] += 1
                 except OSError:
                     self.stats["dropped"] += 1
-            elif hops > 1:  # a relay: sent on as it came (a sealed frame stays sealed)
-                s, d = src.encode(), dst.encode()
-                data = protocol.MAGIC + bytes([protocol.VERSION, hops - 1, len(s)]) + s + bytes([len(d)]) + d + frame
-                self.send_frame(dst, data, self.topology.routes())
+            elif hops > 1:  # a relay: sent on as it came (a sealed frame stays sealed: no box here)
+                self.send_frame(dst, protocol.sleeve(src, dst, frame, hops - 1), self.topology.routes())
                 self.stats["relayed"] += 1
 
     # -- control -------------------------------------------------------------------------------------------
@@ -471,7 +470,7 @@ class Router:
         return {
             "name": self.name, "uid": uid(self.me), "address": f"{self.address}:{self.port}",
             "encryption": self.key is not None,
-            "fastdp": self.fastdp_why or (self.fastdp.problem if self.fastdp else "") or "on",
+            "fastdp": self.fastdp_why or "on",  # (a failed setup sets fastdp_why and drops fastdp)
             "peers": [{"name": p.name, "uid": uid(p), "address": p.address, "reachable": p.name in routes or p.name == self.name,
                        "via": routes.get(p.name) if routes.get(p.name) != p.name else None,
                        "connections": len(p.connections)} for p in sorted(self.topology.peers.values(), key=lambda p: p.name)],

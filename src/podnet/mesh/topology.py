@@ -34,9 +34,13 @@ class PeerEntry:
 
 
 class Topology:
+    """Changed only through merge, set_my_connections and remove, which drop the cached routes:
+    the sleeve asks for a next hop on every frame, and the BFS runs once per change instead."""
+
     def __init__(self, me: PeerEntry) -> None:
         self.me = me.name
         self.peers: dict[str, PeerEntry] = {me.name: me}
+        self._routes: dict[str, str] | None = None
 
     def merge(self, entries: list[PeerEntry]) -> bool:
         """Take newer entries of others (never of me: I am the only source of my own); True if
@@ -49,6 +53,8 @@ class Topology:
             if have is None or (e.incarnation, e.version) > (have.incarnation, have.version):
                 self.peers[e.name] = e
                 changed = True
+        if changed:
+            self._routes = None
         return changed
 
     def set_my_connections(self, names: set[str]) -> bool:
@@ -57,6 +63,7 @@ class Topology:
             return False
         me.connections = sorted(names)
         me.version += 1
+        self._routes = None
         return True
 
     def edges(self) -> dict[str, set[str]]:
@@ -71,6 +78,11 @@ class Topology:
 
     def routes(self) -> dict[str, str]:
         """Destination -> next hop from me, for every reachable peer (BFS, ties by name)."""
+        if self._routes is None:
+            self._routes = self._shortest_paths()
+        return self._routes
+
+    def _shortest_paths(self) -> dict[str, str]:
         edges = self.edges()
         first: dict[str, str] = {}
         seen = {self.me}
@@ -95,6 +107,7 @@ class Topology:
     def remove(self, name: str) -> None:
         if name != self.me:
             self.peers.pop(name, None)
+            self._routes = None
 
 
 def uid(entry: PeerEntry) -> str:
