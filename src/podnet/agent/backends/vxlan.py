@@ -99,14 +99,15 @@ def ensure_vxlan_device(ctx: NodeContext, name: str) -> rtnl.Link:
     return nl.link(name)
 
 
-def only_address(nl: rtnl.Netlink, index: int, cidr: str) -> None:
+def only_address(nl: rtnl.Netlink, index: int, cidr: str) -> bool:
     """Make `cidr` the link's one IPv4 address (a VTEP's: others left by an earlier subnet or
-    block go, and nothing changes when it is already so)."""
+    block go, and nothing changes when it is already so); True if anything changed."""
     have = {a.cidr for a in nl.addresses(index, rtnl.AF_INET)}
     for stale in have - {cidr}:
         nl.delete_address(index, stale)
     if cidr not in have:
         nl.add_address(index, cidr)
+    return have != {cidr}
 
 
 def ensure_vtep(ctx: NodeContext, subnet: ipaddress.IPv4Network | None) -> rtnl.Link:

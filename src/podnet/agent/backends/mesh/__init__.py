@@ -37,9 +37,11 @@ import time
 
 from ....api.errors import ValidationError
 from ....kernel import rtnl
+from ....proc import pid_alive
 from ....runtime import supervisor
 from ...render import OVERLAY_TABLE
 from .. import Backend, NodeContext, register
+from ..vxlan import only_address
 
 BRIDGE = "podnet-mesh"
 FASTDP_DEVICE = "podnet-fastdp"  # made by the router (podnet.mesh.fastdp)
@@ -205,22 +207,12 @@ class RouterProcess:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):  # (an exited child of ours is a zombie: not alive)
             time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` still runs (an exited child of ours is reaped, not counted as running)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child (started by an earlier agent)
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap it when this agent started it
+        except ChildProcessError:
+            pass  # started by an earlier agent
 
 
 class Mesh(Backend):
@@ -273,13 +265,7 @@ class Mesh(Backend):
             return ctx.devices["bridge_ip"], False
         ip = self.client(ctx).allocate(BRIDGE_HANDLE.format(node=ctx.node), timeout=timeout)
         cidr = f"{ip}/{ctx.network.prefixlen}"
-        bridge = ctx.devices["bridge"]
-        have = {a.cidr for a in ctx.nl.addresses(bridge.index, rtnl.AF_INET)}
-        for stale in have - {cidr}:
-            ctx.nl.delete_address(bridge.index, stale)
-        changed = cidr not in have or bool(have - {cidr})
-        if cidr not in have:
-            ctx.nl.add_address(bridge.index, cidr)
+        changed = only_address(ctx.nl, ctx.devices["bridge"].index, cidr)
         ctx.devices["bridge_ip"] = ip
         if changed:
             ctx.log(f"mesh: bridge {BRIDGE} has {cidr} from the ring")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from ....cni.errors import INTERNAL, TRY_AGAIN_LATER
 from ....cni.skel import dispatch
 from ....plugins import bridge
 from ...routed_cni import PASSED_ON, handle_for
 from ...routed_cni import error_result as _error
-
-TRY_AGAIN_LATER = 11
 
 
 class MeshDelegate:
@@ -36,15 +35,11 @@ class MeshDelegate:
                 **{key: conf[key] for key in PASSED_ON if key in conf}}
 
     def conf_for(self, conf: dict, ip: str, gateway: str) -> dict:
-        out = {"cniVersion": conf.get("cniVersion", "1.0.0"), "name": conf.get("name", "podnet"), "type": "bridge",
-               "bridge": self.bridge_name, "isGateway": True, "isDefaultGateway": True, "hairpinMode": True,
-               "mtu": self.mtu,
-               "ipam": {"type": "static", "addresses": [{"address": f"{ip}/{self.prefixlen}", "gateway": gateway}]}
-               if ip else {"type": "static"}}
-        for key in PASSED_ON:
-            if key in conf:
-                out[key] = conf[key]
-        return out
+        """The bridge plugin's config: the request's own fields, the bridge, and `ip` for static IPAM."""
+        return {**self.rewrite(conf), "type": "bridge", "bridge": self.bridge_name, "isGateway": True,
+                "isDefaultGateway": True, "hairpinMode": True, "mtu": self.mtu,
+                "ipam": {"type": "static", "addresses": [{"address": f"{ip}/{self.prefixlen}", "gateway": gateway}]}
+                if ip else {"type": "static"}}
 
     def run(self, env: dict, stdin: bytes) -> tuple[int, str]:
         conf = json.loads(stdin)
@@ -74,7 +69,7 @@ class MeshDelegate:
         if command == "CHECK":
             ip = self._lookup(handle)
             if not ip:
-                return _error(version, 999, f"podnet mesh: the router holds no address for {handle}")
+                return _error(version, INTERNAL, f"podnet mesh: the router holds no address for {handle}")
             return self._plugin(env, conf, ip, self.gateway())
         if command == "GC":
             return self._gc(conf)
