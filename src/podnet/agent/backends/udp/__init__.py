@@ -11,7 +11,7 @@ moves dozens of packets; each datagram on the wire is still exactly one inner pa
 
     module      job
     (this)      the Backend: config, TUN device, the forwarder's route table from the leases
-    forwarder   the forwarder process: started and fed by the agent, restarted when it dies
+    forwarder   the forwarder process: started and fed by the agent (its task loop restarts it)
     native      building forwarder.c with the system's C compiler
 
 The forwarder lives and dies with the agent (its table comes on its stdin), as flannel's proxy

@@ -42,7 +42,6 @@
 
 #define MAX_ROUTES 4096
 #define BATCH 64
-#define BUF 65536
 
 struct route { uint32_t net, mask; int len; struct sockaddr_in peer; };
 
@@ -106,48 +105,7 @@ static void command(char *line) {
     routes[i].peer.sin_addr = p;
 }
 
-static uint16_t csum(const void *data, size_t len) {
-    const uint8_t *p = data;
-    uint32_t sum = 0;
-    for (; len > 1; len -= 2, p += 2) sum += (p[0] << 8) | p[1];
-    if (len) sum += p[0] << 8;
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return htons(~sum & 0xffff);
-}
-
-/* An ICMP error about `pkt` to its sender, sent by this node like any router's: from a raw socket,
- * so the kernel gives it the node's address towards the sender. (Written into the TUN device it
- * would come from the TUN's own address and be dropped as a martian.) */
-static int icmp_sock = -1;
-
-static void icmp_error(const uint8_t *pkt, size_t len, uint8_t type, uint8_t code) {
-    size_t hl = (pkt[0] & 0xf) * 4;
-    if (pkt[9] == IPPROTO_ICMP && len > hl && pkt[hl] != 8) return; /* never about an ICMP error (or reply) */
-    size_t quote = hl + 8 < len ? hl + 8 : len;
-    uint8_t out[8 + 60 + 8];
-    memset(out, 0, sizeof out);
-    out[0] = type; out[1] = code;
-    memcpy(out + 8, pkt, quote);
-    uint16_t c = csum(out, 8 + quote);
-    memcpy(out + 2, &c, 2);
-    struct sockaddr_in to = {.sin_family = AF_INET};
-    memcpy(&to.sin_addr, pkt + 12, 4);
-    if (sendto(icmp_sock, out, 8 + quote, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) < 0) n_senderr++;
-}
-
-/* Offloads (as virtio-net, via IFF_VNET_HDR): every read and write on the TUN device starts with a
- * virtio_net_hdr. The kernel hands us TCP segments of up to 64 KiB (TSO) and we cut them into
- * packets of the TUN's MTU, one datagram each, as the wire carries them; on the way in, runs of
- * datagrams of one TCP flow are joined again into one segment (GRO) and written with one
- * write(). Each datagram on the wire stays exactly one IPv4 packet of at most the TUN's MTU: the
- * protocol is flannel's. Per-packet system calls were what limited this forwarder. */
-struct vnet_hdr { uint8_t flags, gso_type; uint16_t hdr_len, gso_size, csum_start, csum_offset; };
-#define VNET_NEEDS_CSUM 1
-#define VNET_GSO_NONE 0
-#define VNET_GSO_TCPV4 1
-#define OUT_MAX 512   /* datagrams per sendmmsg() */
-#define SEG 2048      /* one datagram: more than the TUN's MTU */
-
+/* Ones' complement sums (RFC 1071) and big-endian fields. */
 static uint32_t sum16(const uint8_t *p, size_t len, uint32_t sum) {
     for (; len > 1; len -= 2, p += 2) sum += (p[0] << 8) | p[1];
     if (len) sum += p[0] << 8;
@@ -167,6 +125,38 @@ static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
 static uint16_t get16(const uint8_t *p) { return (p[0] << 8) | p[1]; }
 static uint32_t get32(const uint8_t *p) { return ((uint32_t)p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
 static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+
+/* An ICMP error about `pkt` to its sender, sent by this node like any router's: from a raw socket,
+ * so the kernel gives it the node's address towards the sender. (Written into the TUN device it
+ * would come from the TUN's own address and be dropped as a martian.) */
+static int icmp_sock = -1;
+
+static void icmp_error(const uint8_t *pkt, size_t len, uint8_t type, uint8_t code) {
+    size_t hl = (pkt[0] & 0xf) * 4;
+    if (pkt[9] == IPPROTO_ICMP && len > hl && pkt[hl] != 8) return; /* never about an ICMP error (or reply) */
+    size_t quote = hl + 8 < len ? hl + 8 : len;
+    uint8_t out[8 + 60 + 8];
+    memset(out, 0, sizeof out);
+    out[0] = type; out[1] = code;
+    memcpy(out + 8, pkt, quote);
+    put16(out + 2, ~fold(sum16(out, 8 + quote, 0)) & 0xffff);
+    struct sockaddr_in to = {.sin_family = AF_INET};
+    memcpy(&to.sin_addr, pkt + 12, 4);
+    if (sendto(icmp_sock, out, 8 + quote, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to) < 0) n_senderr++;
+}
+
+/* Offloads (as virtio-net, via IFF_VNET_HDR): every read and write on the TUN device starts with a
+ * virtio_net_hdr. The kernel hands us TCP segments of up to 64 KiB (TSO) and we cut them into
+ * packets of the TUN's MTU, one datagram each, as the wire carries them; on the way in, runs of
+ * datagrams of one TCP flow are joined again into one segment (GRO) and written with one
+ * write(). Each datagram on the wire stays exactly one IPv4 packet of at most the TUN's MTU: the
+ * protocol is flannel's. Per-packet system calls were what limited this forwarder. */
+struct vnet_hdr { uint8_t flags, gso_type; uint16_t hdr_len, gso_size, csum_start, csum_offset; };
+#define VNET_NEEDS_CSUM 1
+#define VNET_GSO_NONE 0
+#define VNET_GSO_TCPV4 1
+#define OUT_MAX 512   /* datagrams per sendmmsg() */
+#define SEG 2048      /* one datagram: more than the TUN's MTU */
 
 static void ip_checksum(uint8_t *ip) {
     size_t ihl = (ip[0] & 0xf) * 4;
@@ -302,7 +292,7 @@ static void tun_to_udp(int tun, int udp) {
 
 /* Whether TCP segment b continues segment a (same flow and headers, the next bytes) so that they
  * can travel up the stack as one. */
-static int continues(const uint8_t *a, size_t alen, uint32_t next_seq, const uint8_t *b, size_t blen) {
+static int continues(const uint8_t *a, uint32_t next_seq, const uint8_t *b, size_t blen) {
     if ((b[0] != 0x45) || b[9] != IPPROTO_TCP || memcmp(a + 12, b + 12, 8)) return 0;
     if (get16(b + 6) & 0x3fff) return 0;                       /* fragments */
     size_t thl = (a[20 + 12] >> 4) * 4, bthl = (b[20 + 12] >> 4) * 4;
@@ -311,7 +301,6 @@ static int continues(const uint8_t *a, size_t alen, uint32_t next_seq, const uin
     if (memcmp(a + 28, b + 28, 4) || a[32] != b[32]) return 0;             /* ack, data offset */
     if ((b[33] & ~0x08) != 0x10 || (a[33] & 0x08)) return 0;               /* ACK (+PSH on the last only) */
     if (memcmp(a + 34, b + 34, 2) || memcmp(a + 40, b + 40, thl - 20)) return 0;  /* window, options */
-    (void)alen;
     return 1;
 }
 
@@ -364,7 +353,7 @@ static void udp_to_tun(int udp, int tun) {
             while (j < nd && total + mss <= 65535) {
                 uint8_t *q = d[j].p;
                 size_t qlen = d[j].len;
-                if (qlen < 40 || !continues(pkt, total, next, q, qlen) || qlen - hdr > mss || !tcp_checksum_ok(q, qlen)) break;
+                if (qlen < 40 || !continues(pkt, next, q, qlen) || qlen - hdr > mss || !tcp_checksum_ok(q, qlen)) break;
                 memcpy(pkt + total, q + hdr, qlen - hdr);
                 pkt[33] |= q[33] & 0x08;          /* PSH of the last */
                 total += qlen - hdr;

@@ -1,6 +1,6 @@
 """The forwarder process (forwarder.c), run by the agent's backend task: started with the
-route table on its stdin, fed what changes, restarted with back-off when it dies. Closing its
-stdin stops it."""
+route table on its stdin, fed what changes; one that dies is started again by the agent's loop
+for backend tasks (with its back-off). Closing its stdin stops it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import threading
 
 from . import native
 
-RESTART_INITIAL, RESTART_MAX = 0.5, 30.0
+
+class ForwarderExited(RuntimeError):
+    pass
 
 
 def table_diff(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -54,31 +56,28 @@ class Forwarder:
         return len(lines) - removed, removed
 
     def run(self, args: list[str], stop: threading.Event) -> None:
-        """Keep a forwarder running until `stop` (then close its stdin: it exits)."""
-        delay = RESTART_INITIAL
-        while not stop.is_set():
-            argv = [native.binary(), *args]
-            with open(self.logfile, "a") as log:
-                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=log)
-            with self.lock:
-                self.proc, self.sent = proc, {}
-                self._send()
-            self.log(f"udp: forwarder started (pid {proc.pid}, {len(self.want)} routes; log {self.logfile})")
+        """One forwarder, until `stop` (then its stdin is closed: it exits). One that dies on its
+        own raises ForwarderExited: the agent runs backend tasks again with back-off."""
+        argv = [native.binary(), *args]
+        with open(self.logfile, "a") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=log)
+        with self.lock:
+            self.proc, self.sent = proc, {}
+            self._send()
+        self.log(f"udp: forwarder started (pid {proc.pid}, {len(self.want)} routes; log {self.logfile})")
+        try:
             while not stop.is_set() and proc.poll() is None:
                 stop.wait(0.2)
-            if stop.is_set():
-                break
+        finally:
+            with self.lock:
+                self.proc = None
+            if proc.poll() is None:
+                try:
+                    proc.stdin.close()
+                    proc.wait(5)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
+        if not stop.is_set():
             self.restarts += 1
-            self.log(f"udp: forwarder (pid {proc.pid}) exited with code {proc.returncode}; again in {delay:g} s "
-                     f"(see {self.logfile})")
-            stop.wait(delay)
-            delay = min(delay * 2, RESTART_MAX)
-        with self.lock:
-            proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.stdin.close()
-                proc.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+            raise ForwarderExited(f"the forwarder (pid {proc.pid}) exited with code {proc.returncode} (see {self.logfile})")
