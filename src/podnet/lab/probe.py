@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -96,8 +97,7 @@ def reach(netns: str, ip: str, port: int, protocol: str = "TCP", timeout: float 
             return False
 
 
-_next_port = [20000]
-_port_lock = __import__("threading").Lock()
+_probes = itertools.count()  # next() is atomic: the matrix's threads share it
 
 
 def _fresh_source_port(s) -> None:
@@ -106,9 +106,7 @@ def _fresh_source_port(s) -> None:
     conntrack timeout; the policy table accepts `ct state established` (replies of allowed
     flows), so that probe would pass as the old, allowed flow even after a policy blocks it."""
     for _ in range(8):
-        with _port_lock:
-            port = _next_port[0]
-            _next_port[0] = 20000 + (port - 20000 + 1) % 12000
+        port = 20000 + next(_probes) % 12000
         try:
             s.bind(("0.0.0.0", port))
             return
