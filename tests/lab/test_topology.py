@@ -54,3 +54,16 @@ def test_two_segments_host_gw_refused_vxlan_reaches_everything(make_lab):
     # the outside reaches a node on the other segment through the router
     node2 = lab.state.node("node2")
     assert probe.ping(lab.state.underlay, node2.ip)
+
+
+def test_a_bad_backend_field_is_named_and_nothing_is_built(tmp_path):
+    from podnet.lab import topology
+    from podnet.lab.netns_util import list_netns
+
+    directory = str(tmp_path / "lab")
+    with pytest.raises(LabError, match=r"Backend\.Bogus: unknown field for backend mesh"):
+        topology.up("pnbadf", directory, 2, "mesh", "sqlite", backend_fields={"Bogus": 1})
+    with pytest.raises(LabError, match=r"Backend\.FastDPPort: must differ from Port"):
+        topology.up("pnbadf", directory, 2, "mesh", "sqlite", backend_fields={"FastDPPort": 6783})
+    assert not [ns for ns in list_netns() if ns.startswith("pn-pnbadf-")]
+    assert not (tmp_path / "lab").exists()
